@@ -1,0 +1,156 @@
+"""The ``carepath`` command: ``lab up|down|status|images`` and ``run <playbook>``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from carepath import __version__
+from carepath.errors import CarepathError
+from carepath.project import Project
+
+
+def _default_topology() -> Path:
+    return Path(str(resources.files("carepath") / "data" / "lab-topology.yml"))
+
+
+def _lab_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--topology", type=Path, default=None,
+        help="lab topology YAML (hosts, groups, Debian release); default: the built-in two-host lab",
+    )
+    parser.add_argument(
+        "--inventory", type=Path, default=None,
+        help="directory to write the lab inventory to (default: inventories/lab)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carepath",
+        description="Ansible-driven delivery for hospital infrastructure.",
+    )
+    parser.add_argument("--version", action="version", version=f"carepath {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lab = commands.add_parser("lab", help="a local lab of Debian systemd hosts reached over SSH")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    up = lab_commands.add_parser("up", help="build images if needed, start the hosts, write the inventory")
+    _lab_args(up)
+    up.add_argument("--rebuild-images", action="store_true", help="rebuild the base images even if current")
+    down = lab_commands.add_parser("down", help="remove the lab's containers, network, key and inventory")
+    _lab_args(down)
+    down.add_argument("--images", action="store_true", help="also remove the cached base images")
+    status = lab_commands.add_parser("status", help="show the lab's hosts (exit 1 when it is not up)")
+    _lab_args(status)
+    imgs = lab_commands.add_parser("images", help="build the base images (bookworm, trixie) if out of date")
+    imgs.add_argument("--release", action="append", help="only this release (repeatable)")
+    imgs.add_argument("--rebuild", action="store_true", help="rebuild even if current")
+
+    run = commands.add_parser(
+        "run", help="run a playbook from playbooks/ through ansible-runner",
+        description="Run a playbook through ansible-runner with a fresh private data dir; "
+        "artifacts are kept under .carepath/runs/<run id>/.",
+    )
+    run.add_argument("playbook", help="playbook name (e.g. site) or path")
+    run.add_argument("-i", "--inventory", type=Path, help="inventory (default: the lab's)")
+    run.add_argument("-C", "--check", action="store_true", help="don't change anything; report what would")
+    run.add_argument("-D", "--diff", action="store_true", help="show the differences in changed files")
+    run.add_argument("-l", "--limit", help="limit to a host pattern")
+    run.add_argument("-t", "--tags", help="only run tasks with these tags")
+    run.add_argument("--skip-tags", help="skip tasks with these tags")
+    run.add_argument("-e", "--extra-vars", action="append", default=[], help="extra variables (repeatable)")
+    run.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
+    return parser
+
+
+def _lab_context(project: Project, args: argparse.Namespace):  # noqa: ANN202 - internal helper
+    from carepath.lab import lab, topology
+
+    topo = topology.load(args.topology or _default_topology())
+    files = lab.LabFiles(
+        state=project.state_dir / "lab" / topo.name,
+        inventory_dir=(args.inventory or project.lab_inventory).resolve(),
+    )
+    return topo, files
+
+
+def _cmd_lab(project: Project, args: argparse.Namespace) -> int:
+    from carepath.lab import images, lab
+
+    if args.lab_command == "images":
+        images.ensure(args.release or list(images.RELEASES), rebuild=args.rebuild)
+        return 0
+    topo, files = _lab_context(project, args)
+    if args.lab_command == "up":
+        states = lab.up(topo, files, rebuild_images=args.rebuild_images)
+        _print_hosts(states)
+        return 0
+    if args.lab_command == "status":
+        states = lab.status(topo, files)
+        _print_hosts(states)
+        if all(s.state == "absent" for s in states):
+            print(f"lab {topo.name!r} is not up; start it with `carepath lab up`")
+            return 1
+        return 0
+    removed = lab.down(
+        topo.name, files, topo.network, fact_cache=project.fact_cache, remove_images=args.images
+    )
+    if removed:
+        print("removed:\n  " + "\n  ".join(removed))
+    else:
+        print(f"lab {topo.name!r} is not up; nothing to remove")
+    return 0
+
+
+def _print_hosts(states: Sequence) -> None:  # type: ignore[type-arg]
+    rows = [("HOST", "RELEASE", "STATE", "ADDRESS", "CONTAINER")]
+    rows += [(s.name, s.release, s.state, s.address or "-", s.container) for s in states]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _cmd_run(project: Project, args: argparse.Namespace) -> int:
+    from carepath import runner
+
+    request = runner.RunRequest(
+        playbook=args.playbook,
+        inventory=args.inventory,
+        check=args.check,
+        diff=args.diff,
+        limit=args.limit,
+        tags=args.tags,
+        skip_tags=args.skip_tags,
+        extra_vars=tuple(args.extra_vars),
+        verbosity=args.verbose,
+    )
+    result = runner.run(project, request)
+    print(
+        f"carepath: run {result.run_id} {result.status} (rc={result.rc}, changed={result.changed})\n"
+        f"carepath: artifacts: {result.artifact_dir}",
+        file=sys.stderr,
+    )
+    return result.rc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        project = Project.discover()
+        if args.command == "lab":
+            return _cmd_lab(project, args)
+        return _cmd_run(project, args)
+    except CarepathError as exc:
+        print(f"carepath: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("carepath: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

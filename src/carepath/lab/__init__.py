@@ -1,0 +1,1 @@
+"""The local lab: Debian systemd containers managed over real SSH."""

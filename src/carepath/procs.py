@@ -1,0 +1,59 @@
+"""Running external commands with errors a user can act on."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+
+from carepath.errors import CarepathError
+
+
+def require(tool: str, *, install_hint: str) -> str:
+    """Return the path of ``tool`` or fail with how to install it."""
+    path = shutil.which(tool)
+    if path is None:
+        raise CarepathError(f"{tool} is not installed or not on PATH", hint=install_hint)
+    return path
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    input_text: str | None = None,
+    check: bool = True,
+    what: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``, capture its output, and raise CarepathError if it fails."""
+    try:
+        proc = subprocess.run(  # noqa: S603 - argv lists only, never a shell
+            list(argv), input=input_text, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError as exc:
+        raise CarepathError(f"{argv[0]} is not installed or not on PATH") from exc
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise CarepathError(
+            f"{what or ' '.join(argv[:3])} failed (exit {proc.returncode}): " + " | ".join(detail)
+        )
+    return proc
+
+
+def stream(
+    argv: Sequence[str], *, on_line: Callable[[str], None], what: str | None = None
+) -> None:
+    """Run ``argv`` and hand each line of its combined output to ``on_line`` as it comes."""
+    tail: list[str] = []
+    with subprocess.Popen(  # noqa: S603 - argv lists only, never a shell
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail = (tail + [line])[-5:]
+            on_line(line)
+        rc = proc.wait()
+    if rc != 0:
+        raise CarepathError(
+            f"{what or ' '.join(argv[:3])} failed (exit {rc}): " + " | ".join(tail)
+        )

@@ -1,0 +1,80 @@
+"""Where the carepath project lives on disk, and the paths derived from it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from carepath.errors import CarepathError
+
+_MARKERS = ("ansible.cfg", "playbooks")
+
+
+def _is_project(path: Path) -> bool:
+    return all((path / marker).exists() for marker in _MARKERS)
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Return the project root.
+
+    Order: ``$CAREPATH_PROJECT_DIR``; the checkout this package was installed from
+    (editable install); the first parent of ``start`` (default: cwd) that holds
+    ``ansible.cfg`` and ``playbooks/``.
+    """
+    env = os.environ.get("CAREPATH_PROJECT_DIR")
+    if env:
+        root = Path(env).resolve()
+        if not _is_project(root):
+            raise CarepathError(
+                f"CAREPATH_PROJECT_DIR={env} is not a carepath project "
+                "(no ansible.cfg and playbooks/ there)"
+            )
+        return root
+    source_root = Path(__file__).resolve().parents[2]
+    if _is_project(source_root):
+        return source_root
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if _is_project(candidate):
+            return candidate
+    raise CarepathError(
+        "cannot find the carepath project (a directory with ansible.cfg and playbooks/)",
+        hint="run carepath from inside the project, or set CAREPATH_PROJECT_DIR",
+    )
+
+
+@dataclass(frozen=True)
+class Project:
+    """Paths inside one carepath checkout."""
+
+    root: Path
+
+    @classmethod
+    def discover(cls) -> Project:
+        return cls(find_root())
+
+    @property
+    def ansible_cfg(self) -> Path:
+        return self.root / "ansible.cfg"
+
+    @property
+    def playbooks(self) -> Path:
+        return self.root / "playbooks"
+
+    @property
+    def lab_inventory(self) -> Path:
+        return self.root / "inventories" / "lab"
+
+    @property
+    def state_dir(self) -> Path:
+        """Local, never-committed state: lab keys, run folders (see .gitignore)."""
+        return Path(os.environ.get("CAREPATH_STATE_DIR", self.root / ".carepath"))
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    @property
+    def fact_cache(self) -> Path:
+        return self.root / ".cache" / "facts"

@@ -1,0 +1,171 @@
+"""Run a carepath playbook through ansible-runner, one fresh private data dir per run."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from carepath.errors import CarepathError
+from carepath.project import Project
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    playbook: str
+    inventory: Path | None = None
+    check: bool = False
+    diff: bool = False
+    limit: str | None = None
+    tags: str | None = None
+    skip_tags: str | None = None
+    extra_vars: tuple[str, ...] = field(default_factory=tuple)
+    verbosity: int = 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: str
+    rc: int
+    artifact_dir: Path
+    stats: dict[str, dict[str, int]]
+
+    @property
+    def changed(self) -> int:
+        return sum(self.stats.get("changed", {}).values())
+
+
+def resolve_playbook(project: Project, name: str) -> Path:
+    """``site``, ``site.yml`` or a path: the playbook to run, or a clear error listing the choices."""
+    candidates = [project.playbooks / name, project.playbooks / f"{name}.yml", Path(name)]
+    for candidate in candidates:
+        if candidate.is_file() and candidate.suffix in (".yml", ".yaml"):
+            return candidate.resolve()
+    available = sorted(p.stem for p in project.playbooks.glob("*.yml"))
+    raise CarepathError(
+        f"unknown playbook {name!r}",
+        hint=f"choose one of: {', '.join(available)} (from {project.playbooks})",
+    )
+
+
+def _bin(tool: str) -> str:
+    """A tool installed beside this Python (the project's virtualenv), else from PATH."""
+    local = Path(sys.executable).parent / tool
+    return str(local) if local.exists() else tool
+
+
+def _ansible_env(project: Project) -> dict[str, str]:
+    return {
+        "ANSIBLE_CONFIG": str(project.ansible_cfg),
+        # ansible-runner turns host key checking off unless told otherwise.
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def resolve_inventory(project: Project, inventory: Path | None) -> Path:
+    """The inventory to use; the lab's by default, with a clear error when the lab is not up."""
+    if inventory is None:
+        lab = project.lab_inventory / "hosts.yml"
+        if not lab.exists():
+            raise CarepathError(
+                "the lab is not up: there is no lab inventory " f"({lab})",
+                hint="run `carepath lab up` first, or pass -i INVENTORY for your own hosts",
+            )
+        return project.lab_inventory
+    if not inventory.exists():
+        raise CarepathError(f"inventory {inventory} does not exist")
+    return inventory.resolve()
+
+
+def validate_inventory(project: Project, inventory: Path, limit: str | None) -> list[str]:
+    """Parse the inventory the way Ansible will, before any host is contacted; return its hosts."""
+    env = {**os.environ, **_ansible_env(project), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True"}
+    argv = [_bin("ansible-inventory"), "-i", str(inventory), "--list"]
+    if limit:
+        argv += ["--limit", limit]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=project.root, check=False)  # noqa: S603
+    if proc.returncode != 0:
+        detail = " ".join(proc.stderr.split())[-600:]
+        raise CarepathError(f"inventory {inventory} is not valid: {detail}")
+    data = json.loads(proc.stdout)
+    hosts = sorted(data.get("_meta", {}).get("hostvars", {}))
+    if limit:
+        hosts = sorted(set(hosts).intersection(_hosts_in(data)))
+    if not hosts:
+        where = f" matching --limit {limit!r}" if limit else ""
+        raise CarepathError(f"inventory {inventory} has no hosts{where}")
+    return hosts
+
+
+def _hosts_in(data: dict) -> set[str]:
+    found: set[str] = set()
+    for group in data.values():
+        if isinstance(group, dict):
+            found.update(group.get("hosts", []))
+    return found
+
+
+def new_run_id(playbook: Path) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{playbook.stem}-{secrets.token_hex(3)}"
+
+
+def cmdline(request: RunRequest) -> list[str]:
+    args: list[str] = []
+    if request.check:
+        args.append("--check")
+    if request.diff:
+        args.append("--diff")
+    if request.tags:
+        args += ["--tags", request.tags]
+    if request.skip_tags:
+        args += ["--skip-tags", request.skip_tags]
+    for extra in request.extra_vars:
+        args += ["--extra-vars", extra]
+    return args
+
+
+def run(project: Project, request: RunRequest) -> RunResult:
+    """Run ``request`` through ansible-runner; print Ansible's usual progress; keep the artifacts."""
+    import ansible_runner  # imported late: it is slow to import and not needed for errors
+
+    playbook = resolve_playbook(project, request.playbook)
+    inventory = resolve_inventory(project, request.inventory)
+    validate_inventory(project, inventory, request.limit)
+    run_id = new_run_id(playbook)
+    private_data_dir = project.runs_dir / run_id
+    private_data_dir.mkdir(parents=True, mode=0o700)
+    print(f"carepath: run {run_id}: {playbook.relative_to(project.root) if playbook.is_relative_to(project.root) else playbook} "
+          f"on {inventory}", file=sys.stderr, flush=True)
+    result = ansible_runner.run(
+        private_data_dir=str(private_data_dir),
+        project_dir=str(project.root),
+        playbook=str(playbook),
+        inventory=str(inventory),
+        ident=run_id,
+        cmdline=shlex.join(cmdline(request)),
+        limit=request.limit,
+        verbosity=request.verbosity or None,
+        envvars=_ansible_env(project),
+        # Inputs are never written to env/ (they could hold secrets and would leak into
+        # later runs); the project's own fact cache is used, not a per-run one.
+        suppress_env_files=True,
+        fact_cache_type="",
+        quiet=False,
+    )
+    stats = result.stats or {}
+    return RunResult(
+        run_id=run_id,
+        status=str(result.status),
+        rc=int(result.rc if result.rc is not None else 1),
+        artifact_dir=Path(result.config.artifact_dir),
+        stats={k: v for k, v in stats.items() if isinstance(v, dict)},
+    )
