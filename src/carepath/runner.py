@@ -95,22 +95,16 @@ def validate_inventory(project: Project, inventory: Path, limit: str | None) -> 
     if proc.returncode != 0:
         detail = " ".join(proc.stderr.split())[-600:]
         raise CarepathError(f"inventory {inventory} is not valid: {detail}")
-    data = json.loads(proc.stdout)
-    hosts = sorted(data.get("_meta", {}).get("hostvars", {}))
-    if limit:
-        hosts = sorted(set(hosts).intersection(_hosts_in(data)))
+    hosts = sorted(_hosts_in(json.loads(proc.stdout)))
     if not hosts:
         where = f" matching --limit {limit!r}" if limit else ""
         raise CarepathError(f"inventory {inventory} has no hosts{where}")
     return hosts
 
 
-def _hosts_in(data: dict) -> set[str]:
-    found: set[str] = set()
-    for group in data.values():
-        if isinstance(group, dict):
-            found.update(group.get("hosts", []))
-    return found
+def _hosts_in(data: dict[str, dict[str, list[str]]]) -> set[str]:
+    """Every host named in ``ansible-inventory --list`` output (``--limit`` already applied)."""
+    return {host for name, group in data.items() if name != "_meta" for host in group.get("hosts", [])}
 
 
 def new_run_id(playbook: Path) -> str:

@@ -1,0 +1,68 @@
+"""A lab of real systemd hosts over SSH, shared by the integration tests of one session."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, carepath
+
+STATE = ROOT / ".carepath" / "lab"
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    topology: Path
+    inventory: Path
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        """Inventory name -> address, from the inventory `lab up` wrote."""
+        data = yaml.safe_load((self.inventory / "hosts.yml").read_text(encoding="utf-8"))
+        return {name: hv["ansible_host"] for name, hv in data["all"]["hosts"].items()}
+
+    def ssh(self, host: str, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Log in to ``host`` over real SSH with the lab's key, as Ansible does."""
+        state = STATE / self.name
+        argv = [
+            "ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            f"carepath@{self.hosts[host]}", command,
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+    def args(self) -> list[str]:
+        return ["--topology", str(self.topology), "--inventory", str(self.inventory)]
+
+
+def make_lab(tmp: Path, name: str, hosts: list[dict]) -> Lab:
+    topology = tmp / f"{name}.yml"
+    topology.write_text(yaml.safe_dump({"lab": name, "hosts": hosts}), encoding="utf-8")
+    return Lab(name=name, topology=topology, inventory=tmp / "inventory")
+
+
+def podman_json(*args: str) -> list[dict]:
+    out = subprocess.run(["podman", *args, "--format", "json"], capture_output=True, text=True, check=True).stdout
+    return json.loads(out or "[]")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Debian 12 and 13 hosts, started fresh for this session and removed after it."""
+    the_lab = make_lab(
+        tmp_path_factory.mktemp("lab"), "cpit",
+        [{"name": "it-bookworm", "release": "bookworm", "groups": ["servers"]},
+         {"name": "it-trixie", "release": "trixie", "groups": ["servers"]}],
+    )
+    carepath("lab", "down", *the_lab.args())  # a crashed earlier session may have left it
+    proc = carepath("lab", "up", *the_lab.args())
+    assert proc.returncode == 0, proc.stderr
+    yield the_lab
+    carepath("lab", "down", *the_lab.args())

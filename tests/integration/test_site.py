@@ -1,0 +1,94 @@
+"""`carepath run site` against real hosts over SSH: hardening, idempotence, check/diff, the guard."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import BIN, ROOT, carepath, cli_env
+from tests.integration.conftest import Lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
+
+_SUMMARY = re.compile(r"carepath: run (\S+) (\w+) \(rc=(\d+), changed=(\d+)\)")
+
+
+def run_site(lab: Lab, *extra: str) -> tuple[int, int, str, str]:
+    """rc, changed, run id, and the output of `carepath run site` on the lab."""
+    proc = carepath("run", "site", "-i", str(lab.inventory), *extra)
+    match = _SUMMARY.search(proc.stderr)
+    assert match, proc.stderr[-2000:]
+    return proc.returncode, int(match.group(4)), match.group(1), proc.stdout
+
+
+def test_site_hardens_every_host_then_changes_nothing(lab: Lab):
+    rc, changed, run_id, out = run_site(lab)
+    assert rc == 0, out[-3000:]
+    assert changed >= 2 * len(lab.hosts)  # sshd_config and the banner on every host
+    for host in lab.hosts:
+        effective = lab.ssh(host, "sudo /usr/sbin/sshd -T").stdout
+        assert "passwordauthentication no" in effective
+        assert "permitrootlogin no" in effective
+    # ansible-runner's artifacts are kept in a predictable per-run folder.
+    artifacts = ROOT / ".carepath" / "runs" / run_id / "artifacts" / run_id
+    assert (artifacts / "rc").read_text() == "0"
+    assert (artifacts / "status").read_text() == "successful"
+    assert list((artifacts / "job_events").glob("*.json"))
+
+    rc, changed, _, out = run_site(lab)
+    assert (rc, changed) == (0, 0), out[-3000:]
+    # Ansible still gets in after hardening.
+    ping = subprocess.run(
+        [str(BIN / "ansible"), "all", "-i", str(lab.inventory), "-m", "ansible.builtin.ping"],
+        capture_output=True, text=True, env=cli_env(), cwd=ROOT, check=False,
+    )
+    assert ping.returncode == 0, ping.stdout
+    assert ping.stdout.count("SUCCESS") == len(lab.hosts)
+
+
+def test_check_and_diff_report_drift_without_fixing_it(lab: Lab):
+    host = sorted(lab.hosts)[0]
+    assert run_site(lab, "--limit", host)[0] == 0
+    lab.ssh(host, "sudo sed -i 's/^MaxAuthTries .*/MaxAuthTries 9/' /etc/ssh/sshd_config")
+    rc, changed, _, out = run_site(lab, "--limit", host, "--check", "--diff")
+    assert rc == 0
+    assert changed == 2  # sshd_config, and the reload it would trigger
+    assert "-MaxAuthTries 9" in out and "+MaxAuthTries 4" in out
+    assert "MaxAuthTries 9" in lab.ssh(host, "sudo cat /etc/ssh/sshd_config").stdout
+    rc, changed, _, _ = run_site(lab, "--limit", host)
+    assert (rc, changed) == (0, 2)
+    assert "MaxAuthTries 4" in lab.ssh(host, "sudo cat /etc/ssh/sshd_config").stdout
+
+
+def test_lockout_guard_refuses_before_changing_anything(lab: Lab):
+    digests = {h: lab.ssh(h, "sudo sha256sum /etc/ssh/sshd_config").stdout for h in lab.hosts}
+    extra = json.dumps({"ssh_hardening_allow_groups": ["clinicians"], "ssh_hardening_max_auth_tries": 2})
+    rc, changed, _, out = run_site(lab, "-e", extra)
+    assert rc != 0
+    assert changed == 0
+    assert out.count("would be locked out because user 'carepath'") >= len(lab.hosts)
+    assert "is in no group of ssh_hardening_allow_groups" in out
+    assert {h: lab.ssh(h, "sudo sha256sum /etc/ssh/sshd_config").stdout for h in lab.hosts} == digests
+    assert all(lab.ssh(h, "true").returncode == 0 for h in lab.hosts)
+
+
+def test_bad_role_argument_is_refused_before_any_change(lab: Lab):
+    rc, changed, _, out = run_site(lab, "-e", '{"ssh_hardening_port": "twenty-two"}')
+    assert rc != 0
+    assert changed == 0
+    assert "ssh_hardening_port" in out and "int" in out
+
+
+def test_plain_ansible_playbook_works_too(lab: Lab):
+    """The project's ansible.cfg serves ansible-playbook (and AWX) as well as `carepath run`."""
+    assert run_site(lab)[0] == 0
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "playbooks/site.yml", "-i", str(lab.inventory), "--check"],
+        capture_output=True, text=True, env=cli_env(), cwd=ROOT, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    recap = proc.stdout.split("PLAY RECAP")[-1]
+    assert re.findall(r"changed=(\d+)", recap) == ["0"] * len(lab.hosts)
