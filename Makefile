@@ -1,0 +1,71 @@
+# carepath: the two commands of the README, and the steps they are made of.
+#
+#   make demo   set everything up, start the lab, harden it (carepath run site)
+#   make test   set everything up, run lint, unit, integration and Molecule tests
+#
+# Set-up is idempotent and cached: host packages are installed only when missing, the
+# virtualenv only when pyproject.toml changed, the lab images only when their recipe changed.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+# Lab containers' ulimits: no higher than what this shell may grant (see .config/molecule/config.yml).
+export CAREPATH_LAB_NOFILE := $(shell n=$$(ulimit -Hn); [ "$$n" = unlimited ] || [ "$$n" -gt 20000 ] && n=20000; echo $$n)
+export CAREPATH_LAB_NPROC := $(shell n=$$(ulimit -Hu); [ "$$n" = unlimited ] || [ "$$n" -gt 32768 ] && n=32768; echo $$n)
+
+HOST_PACKAGES := podman runc debootstrap openssh-client
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Parallel test workers; the lab tests stay on one worker, Molecule and lint run beside them.
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup host-packages venv images demo test lint unit integration molecule clean
+
+setup: host-packages venv images
+
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing host packages:" $$missing; \
+	  $(SUDO) apt-get update -q; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "==> creating the virtualenv $(VENV) (pinned dependencies)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+images: host-packages venv
+	@echo "==> lab images (built with debootstrap only when missing or out of date)"
+	$(SUDO) $(BIN)/carepath lab images
+
+demo: setup
+	$(SUDO) $(BIN)/carepath lab up
+	$(SUDO) $(BIN)/carepath run site
+
+test: setup
+	$(SUDO) env PATH="$(PATH)" $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup tests
+
+lint: venv
+	$(BIN)/ansible-lint
+
+unit: venv
+	$(BIN)/pytest -n $(PYTEST_WORKERS) tests/unit tests/test_lint.py
+
+integration: setup
+	$(SUDO) env PATH="$(PATH)" $(BIN)/pytest tests/integration
+
+molecule: setup
+	$(SUDO) env PATH="$(PATH)" $(BIN)/molecule test -s $(or $(SCENARIO),$(error set SCENARIO=<role>))
+
+clean:
+	-$(BIN)/carepath lab down
+	rm -rf $(VENV) .cache .carepath
