@@ -10,6 +10,9 @@ from pathlib import Path
 
 from carepath import __version__
 from carepath.errors import CarepathError
+from carepath.lab import topology
+from carepath.lab.lab import HostState, LabFiles
+from carepath.lab.topology import Topology
 from carepath.project import Project
 
 
@@ -67,11 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _lab_context(project: Project, args: argparse.Namespace):  # noqa: ANN202 - internal helper
-    from carepath.lab import lab, topology
-
+def _lab_context(project: Project, args: argparse.Namespace) -> tuple[Topology, LabFiles]:
     topo = topology.load(args.topology or _default_topology())
-    files = lab.LabFiles(
+    files = LabFiles(
         state=project.state_dir / "lab" / topo.name,
         inventory_dir=(args.inventory or project.lab_inventory).resolve(),
     )
@@ -106,7 +107,7 @@ def _cmd_lab(project: Project, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_hosts(states: Sequence) -> None:  # type: ignore[type-arg]
+def _print_hosts(states: Sequence[HostState]) -> None:
     rows = [("HOST", "RELEASE", "STATE", "ADDRESS", "CONTAINER")]
     rows += [(s.name, s.release, s.state, s.address or "-", s.container) for s in states]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -76,7 +76,7 @@ def resolve_inventory(project: Project, inventory: Path | None) -> Path:
         lab = project.lab_inventory / "hosts.yml"
         if not lab.exists():
             raise CarepathError(
-                "the lab is not up: there is no lab inventory " f"({lab})",
+                f"the lab is not up: there is no lab inventory ({lab})",
                 hint="run `carepath lab up` first, or pass -i INVENTORY for your own hosts",
             )
         return project.lab_inventory
@@ -137,8 +137,8 @@ def run(project: Project, request: RunRequest) -> RunResult:
     run_id = new_run_id(playbook)
     private_data_dir = project.runs_dir / run_id
     private_data_dir.mkdir(parents=True, mode=0o700)
-    print(f"carepath: run {run_id}: {playbook.relative_to(project.root) if playbook.is_relative_to(project.root) else playbook} "
-          f"on {inventory}", file=sys.stderr, flush=True)
+    shown = playbook.relative_to(project.root) if playbook.is_relative_to(project.root) else playbook
+    print(f"carepath: run {run_id}: {shown} on {inventory}", file=sys.stderr, flush=True)
     result = ansible_runner.run(
         private_data_dir=str(private_data_dir),
         project_dir=str(project.root),

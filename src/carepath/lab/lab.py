@@ -217,7 +217,7 @@ def up(topology: Topology, files: LabFiles, *, rebuild_images: bool = False) -> 
         if host is None:
             _say(f"removing {container}: no longer in the topology")
             podman.podman("rm", "-f", "-t", "2", container)
-        elif not image_ids[host.release].startswith(info.get("ImageID", "")[:12]):
+        elif info.get("ImageID") != image_ids[host.release]:
             _say(f"recreating {container}: its image has been rebuilt")
             podman.podman("rm", "-f", "-t", "2", container)
         elif info.get("State") != "running":
@@ -295,9 +295,11 @@ def down(
     if inventory_owner(files.inventory) == name:
         files.inventory.unlink()
         removed.append(f"inventory {files.inventory}")
-    if fact_cache is not None:
-        for host in filter(None, hosts):
-            (fact_cache / host).unlink(missing_ok=True)
+    if fact_cache is not None and fact_cache.is_dir():
+        # ansible-core names cache files after the host, with a schema prefix (``s1_<host>``).
+        for cached in fact_cache.iterdir():
+            if cached.name.split("_", 1)[-1] in hosts:
+                cached.unlink()
     if remove_images:
         for release in images.RELEASES:
             if podman.image_labels(images.image_name(release)) is not None:
