@@ -84,3 +84,11 @@ def test_run_ids_are_unique_and_sortable():
     ids = {runner.new_run_id(Path("playbooks/site.yml")) for _ in range(20)}
     assert len(ids) == 20
     assert all(re.fullmatch(r"\d{8}T\d{6}Z-site-[0-9a-f]{6}", i) for i in ids)
+
+
+def test_example_hospital_inventory_is_valid(project):
+    hosts = runner.validate_inventory(project, ROOT / "inventories" / "example-hospital", None)
+    assert hosts == ["hl7-engine-01", "hl7-engine-02", "lb-01", "portal-01"]
+    assert runner.validate_inventory(project, ROOT / "inventories" / "example-hospital", "hl7_engines") == [
+        "hl7-engine-01", "hl7-engine-02",
+    ]
