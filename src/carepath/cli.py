@@ -1,4 +1,4 @@
-"""The ``carepath`` command: ``lab up|down|status|images`` and ``run <playbook>``."""
+"""The ``carepath`` command: ``lab``, ``run``, ``drift`` and ``controls``."""
 
 from __future__ import annotations
 
@@ -67,6 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--skip-tags", help="skip tasks with these tags")
     run.add_argument("-e", "--extra-vars", action="append", default=[], help="extra variables (repeatable)")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
+    drift = commands.add_parser(
+        "drift", help="report, per host and control, compliant / drifted / excepted (a check-mode run)",
+        description="Run a playbook in check mode and report every control per host. Exit 0: no drift; "
+        "1: drift or failed checks. The JSON report is kept in the run's artifacts as drift.json.",
+    )
+    drift.add_argument("-i", "--inventory", type=Path, help="inventory (default: the lab's)")
+    drift.add_argument("-l", "--limit", help="limit to a host pattern")
+    drift.add_argument("-t", "--tags", help="only these controls or roles (e.g. cp_ssh_05, ssh_hardening)")
+    drift.add_argument("-e", "--extra-vars", action="append", default=[], help="extra variables (repeatable)")
+    drift.add_argument("--playbook", default="site", help="playbook to check (default: site)")
+    drift.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    drift.add_argument("--all", action="store_true", help="list compliant controls too")
+
+    ctl = commands.add_parser("controls", help="the control catalog: list, or sync what is derived from it")
+    ctl_commands = ctl.add_subparsers(dest="controls_command", required=True, metavar="ACTION")
+    ctl_commands.add_parser("list", help="print the control table")
+    ctl_commands.add_parser("sync", help="regenerate audit tasks, task tags and roles/CONTROLS.md")
+    ctl_commands.add_parser("check", help="exit 1 when a derived file disagrees with the catalog")
     return parser
 
 
@@ -138,13 +156,57 @@ def _cmd_run(project: Project, args: argparse.Namespace) -> int:
     return result.rc
 
 
+def _cmd_drift(project: Project, args: argparse.Namespace) -> int:
+    import json
+
+    from carepath import drift, runner
+
+    request = runner.RunRequest(
+        playbook=args.playbook, inventory=args.inventory, check=True, limit=args.limit, tags=args.tags,
+        extra_vars=tuple(args.extra_vars), quiet=True,
+    )
+    print("carepath: checking every control in check mode (nothing is changed)...", file=sys.stderr, flush=True)
+    result = runner.run(project, request)
+    events = drift.read_events(result.artifact_dir)
+    results = drift.collect(events)
+    for failure in drift.failures(events):
+        print(f"carepath: failed: {failure}", file=sys.stderr)
+    report = drift.to_json(results, {"id": result.run_id, "playbook": args.playbook, "status": result.status})
+    (result.artifact_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(drift.table(results, all_rows=args.all))
+    print(f"carepath: drift report: {result.artifact_dir / 'drift.json'}", file=sys.stderr)
+    if not results:
+        print(f"carepath: error: the run ({result.status}) checked no control; see {result.artifact_dir}/stdout",
+              file=sys.stderr)
+        return 2
+    return 1 if report["summary"]["drifted"] or report["summary"]["failed"] or report["summary"]["unreachable"] else 0
+
+
+def _cmd_controls(project: Project, args: argparse.Namespace) -> int:
+    from carepath import controls
+
+    if args.controls_command == "list":
+        print(controls.table(controls.load()), end="")
+        return 0
+    stale = controls.sync(project.root, write=args.controls_command == "sync")
+    verb = "updated" if args.controls_command == "sync" else "out of date"
+    for path in stale:
+        print(f"{verb}: {path.relative_to(project.root)}")
+    if args.controls_command == "check" and stale:
+        print("run `carepath controls sync` and commit the result", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         project = Project.discover()
-        if args.command == "lab":
-            return _cmd_lab(project, args)
-        return _cmd_run(project, args)
+        handlers = {"lab": _cmd_lab, "run": _cmd_run, "drift": _cmd_drift, "controls": _cmd_controls}
+        return handlers[args.command](project, args)
     except CarepathError as exc:
         print(f"carepath: error: {exc}", file=sys.stderr)
         return exc.exit_code

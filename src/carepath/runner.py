@@ -27,6 +27,7 @@ class RunRequest:
     skip_tags: str | None = None
     extra_vars: tuple[str, ...] = field(default_factory=tuple)
     verbosity: int = 0
+    quiet: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def run(project: Project, request: RunRequest) -> RunResult:
         # later runs); the project's own fact cache is used, not a per-run one.
         suppress_env_files=True,
         fact_cache_type="",
-        quiet=False,
+        quiet=request.quiet,
     )
     stats = result.stats or {}
     return RunResult(

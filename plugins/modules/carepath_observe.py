@@ -1,0 +1,202 @@
+#!/usr/bin/python
+# Copyright: carepath contributors
+# Apache License 2.0 (see LICENSE)
+"""Read, in one module run, the host state that carepath's controls are checked against."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: carepath_observe
+short_description: Observe the host state carepath controls are checked against
+description:
+  - Reads, in a single module run, the effective sshd configuration, kernel parameters,
+    file ownership and modes, package and service state, and the output of read-only
+    commands, so that each control of a role can then be checked on the controller
+    without another round trip.
+  - Never changes anything.
+version_added: "0.1.0"
+author: carepath contributors
+options:
+  sshd:
+    description: Read the effective sshd configuration with C(sshd -T).
+    type: bool
+    default: false
+  sysctl:
+    description: Kernel parameters to read from C(/proc/sys) (dotted names).
+    type: list
+    elements: str
+    default: []
+  files:
+    description: Paths whose existence, owner, group, mode and size to read.
+    type: list
+    elements: str
+    default: []
+  packages:
+    description: Packages whose installed state to read.
+    type: list
+    elements: str
+    default: []
+  services:
+    description: systemd units whose enabled and active state to read.
+    type: list
+    elements: str
+    default: []
+  commands:
+    description:
+      - Read-only commands whose output to read, keyed by the command line (split on spaces,
+        never run through a shell).
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Observe what the ssh_hardening controls are checked against
+  carepath_observe:
+    sshd: true
+    files: [/etc/ssh/sshd_config]
+  register: observed
+"""
+
+RETURN = r"""
+observed:
+  description: The observed state, by source.
+  returned: always
+  type: dict
+  sample:
+    sshd: {passwordauthentication: "no", ciphers: "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"}
+    sysctl: {net.ipv4.ip_forward: "0"}
+    file: {/etc/ssh/sshd_config: {exists: true, owner: root, group: root, mode: "0600", size: 2271}}
+    package: {telnet: {installed: false}}
+    service: {ssh: {enabled: true, active: true}}
+    command: {"auditctl -l": {rc: 0, stdout: "-w /etc/passwd -p wa -k identity"}}
+"""
+
+import grp
+import os
+import pwd
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def _sshd(module):
+    sshd = module.get_bin_path("sshd", opt_dirs=["/usr/sbin"])
+    if sshd is None:
+        return {}
+    rc, out, err = module.run_command([sshd, "-T"])
+    if rc != 0:
+        module.fail_json(msg=f"sshd -T failed: {err.strip()}")
+    values = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        values[key] = f"{values[key]},{value}" if key in values else value
+    return values
+
+
+def _sysctl(keys):
+    values = {}
+    for key in keys:
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), encoding="utf-8") as handle:
+                values[key] = " ".join(handle.read().split())
+        except OSError:
+            values[key] = None
+    return values
+
+
+def _name(lookup, ident):
+    try:
+        return lookup(ident)[0]
+    except KeyError:
+        return str(ident)
+
+
+def _files(paths):
+    values = {}
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            values[path] = {"exists": False}
+            continue
+        values[path] = {
+            "exists": True,
+            "owner": _name(pwd.getpwuid, info.st_uid),
+            "group": _name(grp.getgrgid, info.st_gid),
+            "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+            "size": info.st_size,
+        }
+    return values
+
+
+def _packages(module, names):
+    if not names:
+        return {}
+    dpkg = module.get_bin_path("dpkg-query")
+    values = {}
+    for name in names:
+        if dpkg:
+            rc, out, _ = module.run_command([dpkg, "-W", "-f=${db:Status-Abbrev}", name])
+            values[name] = {"installed": rc == 0 and out.startswith("ii")}
+        else:
+            rc, _, _ = module.run_command(["rpm", "-q", name])
+            values[name] = {"installed": rc == 0}
+    return values
+
+
+def _services(module, names):
+    values = {}
+    systemctl = module.get_bin_path("systemctl")
+    for name in names:
+        if systemctl is None:
+            values[name] = {"enabled": False, "active": False}
+            continue
+        _, enabled, _ = module.run_command([systemctl, "is-enabled", name])
+        _, active, _ = module.run_command([systemctl, "is-active", name])
+        values[name] = {"enabled": enabled.strip() in ("enabled", "static", "alias"), "active": active.strip() == "active"}
+    return values
+
+
+def _commands(module, commands):
+    values = {}
+    for command in commands:
+        rc, out, err = module.run_command(command.split())
+        values[command] = {"rc": rc, "stdout": out.strip(), "stderr": err.strip()}
+    return values
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "sshd": {"type": "bool", "default": False},
+            "sysctl": {"type": "list", "elements": "str", "default": []},
+            "files": {"type": "list", "elements": "str", "default": []},
+            "packages": {"type": "list", "elements": "str", "default": []},
+            "services": {"type": "list", "elements": "str", "default": []},
+            "commands": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    observed = {
+        "sshd": _sshd(module) if params["sshd"] else {},
+        "sysctl": _sysctl(params["sysctl"]),
+        "file": _files(params["files"]),
+        "package": _packages(module, params["packages"]),
+        "service": _services(module, params["services"]),
+        "command": _commands(module, params["commands"]),
+    }
+    module.exit_json(changed=False, observed=observed)
+
+
+if __name__ == "__main__":
+    main()
