@@ -25,9 +25,12 @@ def run_site(lab: Lab, *extra: str) -> tuple[int, int, str, str]:
 
 
 def test_site_hardens_every_host_then_changes_nothing(lab: Lab):
+    for host in lab.hosts:  # back to Debian's stock sshd configuration, whatever ran before
+        lab.ssh(host, "sudo cp /usr/share/openssh/sshd_config /etc/ssh/sshd_config && sudo systemctl reload ssh")
+        assert "passwordauthentication yes" in lab.ssh(host, "sudo /usr/sbin/sshd -T").stdout
     rc, changed, run_id, out = run_site(lab)
     assert rc == 0, out[-3000:]
-    assert changed >= 2 * len(lab.hosts)  # sshd_config and the banner on every host
+    assert changed >= 2 * len(lab.hosts)  # sshd_config and its reload on every host
     for host in lab.hosts:
         effective = lab.ssh(host, "sudo /usr/sbin/sshd -T").stdout
         assert "passwordauthentication no" in effective
@@ -55,7 +58,7 @@ def test_check_and_diff_report_drift_without_fixing_it(lab: Lab):
     lab.ssh(host, "sudo sed -i 's/^MaxAuthTries .*/MaxAuthTries 9/' /etc/ssh/sshd_config")
     rc, changed, _, out = run_site(lab, "--limit", host, "--check", "--diff")
     assert rc == 0
-    assert changed == 2  # sshd_config, and the reload it would trigger
+    assert changed == 3  # sshd_config, the reload it would trigger, and the CP-SSH-12 check reporting drift
     assert "-MaxAuthTries 9" in out and "+MaxAuthTries 4" in out
     assert "MaxAuthTries 9" in lab.ssh(host, "sudo cat /etc/ssh/sshd_config").stdout
     rc, changed, _, _ = run_site(lab, "--limit", host)

@@ -1,0 +1,78 @@
+"""Drift detection and exceptions on real hosts: exactly the changed control, visibly excepted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import carepath
+from tests.integration.conftest import Lab
+from tests.integration.test_site import run_site
+
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
+
+EXCEPTION = {
+    "control": "CP-SSH-12",
+    "reason": "Vendor scanner needs six attempts during its validation window",
+    "owner": "ops-lead@hospital.example",
+    "expires": "2099-01-31",
+}
+
+
+def drift(lab: Lab, *extra: str) -> tuple[int, dict]:
+    proc = carepath("drift", "-i", str(lab.inventory), "--json", *extra)
+    assert proc.stdout.strip().startswith("{"), proc.stderr[-3000:]
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def statuses(report: dict, status: str) -> set[tuple[str, str]]:
+    return {(h, c) for h, controls in report["hosts"].items() for c, r in controls.items() if r["status"] == status}
+
+
+def test_drift_names_exactly_the_control_changed_by_hand(lab: Lab):
+    assert run_site(lab)[0] == 0
+    rc, report = drift(lab)
+    assert rc == 0
+    assert statuses(report, "drifted") == set()
+    assert len(statuses(report, "compliant")) == report["summary"]["compliant"] > 0
+
+    host = sorted(lab.hosts)[-1]
+    lab.ssh(host, "sudo sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config")
+    rc, report = drift(lab)
+    assert rc == 1
+    assert statuses(report, "drifted") == {(host, "CP-SSH-05")}
+    assert report["hosts"][host]["CP-SSH-05"]["problems"] == ["sshd passwordauthentication is 'yes', expected 'no'"]
+    # Drift detection changed nothing.
+    assert "PasswordAuthentication yes" in lab.ssh(host, "sudo cat /etc/ssh/sshd_config").stdout
+
+    assert run_site(lab)[0] == 0
+    assert drift(lab)[0] == 0
+
+
+def test_an_exception_is_applied_and_reported_and_an_expired_one_is_refused(lab: Lab):
+    extra = json.dumps({"carepath_exceptions": [EXCEPTION], "ssh_hardening_max_auth_tries": 6})
+    rc, _, _, out = run_site(lab, "-e", extra)
+    assert rc == 0, out[-3000:]
+    for host in lab.hosts:
+        assert "maxauthtries 6" in lab.ssh(host, "sudo /usr/sbin/sshd -T").stdout
+    rc, report = drift(lab, "-e", extra)
+    assert rc == 0
+    assert statuses(report, "excepted") == {(h, "CP-SSH-12") for h in lab.hosts}
+    assert report["hosts"][sorted(lab.hosts)[0]]["CP-SSH-12"]["exception"]["owner"] == EXCEPTION["owner"]
+
+    digests = {h: lab.ssh(h, "sudo sha256sum /etc/ssh/sshd_config").stdout for h in lab.hosts}
+    expired = json.dumps({"carepath_exceptions": [EXCEPTION | {"expires": "2024-06-30"}], "ssh_hardening_max_auth_tries": 6})
+    rc, changed, _, out = run_site(lab, "-e", expired)
+    assert rc != 0
+    assert changed == 0
+    assert "no host has been touched" in out and "expired on 2024-06-30" in out
+    assert {h: lab.ssh(h, "sudo sha256sum /etc/ssh/sshd_config").stdout for h in lab.hosts} == digests
+
+    # Without an exception the same setting is refused too.
+    rc, changed, _, out = run_site(lab, "-e", "ssh_hardening_max_auth_tries=6")
+    assert (rc != 0, changed) == (True, 0)
+    assert "switches off CP-SSH-12" in out
+
+    assert run_site(lab)[0] == 0
+    assert all("maxauthtries 4" in lab.ssh(h, "sudo /usr/sbin/sshd -T").stdout for h in lab.hosts)

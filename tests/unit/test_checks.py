@@ -1,0 +1,72 @@
+"""Check and switch evaluation: each operator can hold and can fail."""
+
+from __future__ import annotations
+
+import pytest
+
+from carepath import checks
+
+OBSERVED = {
+    "sshd": {"passwordauthentication": "no", "ciphers": "chacha20-poly1305@openssh.com,aes256-ctr",
+             "maxauthtries": "4", "loglevel": "VERBOSE"},
+    "file": {"/etc/ssh/sshd_config": {"exists": True, "owner": "root", "group": "root", "mode": "0600", "size": 2000},
+             "/etc/issue.net": {"exists": False}},
+    "package": {"telnet": {"installed": False}},
+    "service": {"ssh": {"enabled": True, "active": True}},
+    "sysctl": {"net.ipv4.ip_forward": "0"},
+    "command": {"auditctl -l": "-w /etc/passwd -p wa -k identity"},
+}
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        {"sshd": {"passwordauthentication": {"equals": "no"}}},
+        {"sshd": {"ciphers": {"subset_of": ["chacha20-poly1305@openssh.com", "aes256-ctr", "aes128-ctr"]}}},
+        {"sshd": {"maxauthtries": {"min": 1, "max": 4}}},
+        {"sshd": {"loglevel": {"in": ["VERBOSE", "DEBUG1"]}}},
+        {"file": {"/etc/ssh/sshd_config": {"owner": "root", "group": "root", "mode_max": "0600", "min_size": 10}}},
+        {"file": {"/etc/issue.net": {"exists": False}}},
+        {"package": {"telnet": {"installed": False}}},
+        {"service": {"ssh": {"enabled": True, "active": True}}},
+        {"sysctl": {"net.ipv4.ip_forward": {"equals": 0}}},
+        {"command": {"auditctl -l": {"contains": ["-w /etc/passwd", "identity"]}}},
+    ],
+)
+def test_checks_that_hold(check):
+    assert checks.evaluate_check(check, OBSERVED) == []
+
+
+@pytest.mark.parametrize(
+    ("check", "problem"),
+    [
+        ({"sshd": {"passwordauthentication": {"equals": "yes"}}}, "sshd passwordauthentication is 'no', expected 'yes'"),
+        ({"sshd": {"ciphers": {"subset_of": ["aes256-ctr"]}}}, "includes ['chacha20-poly1305@openssh.com']"),
+        ({"sshd": {"maxauthtries": {"max": 3}}}, "sshd maxauthtries is 4, above the maximum 3"),
+        ({"sshd": {"maxauthtries": {"min": 5}}}, "below the minimum 5"),
+        ({"sshd": {"loglevel": {"in": ["INFO"]}}}, "expected one of ['INFO']"),
+        ({"sshd": {"banner": {"equals": "/etc/issue.net"}}}, "sshd banner is not set"),
+        ({"file": {"/etc/ssh/sshd_config": {"mode_max": "0400"}}}, "mode is 0600, wider than 0400"),
+        ({"file": {"/etc/ssh/sshd_config": {"owner": "sshd"}}}, "owner is 'root', expected 'sshd'"),
+        ({"file": {"/etc/issue.net": {"owner": "root"}}}, "file /etc/issue.net does not exist"),
+        ({"package": {"telnet": {"installed": True}}}, "package telnet installed is False, expected True"),
+        ({"service": {"ssh": {"active": False}}}, "service ssh active is True, expected False"),
+        ({"command": {"auditctl -l": {"contains": ["-k time-change"]}}}, "lacks ['-k time-change']"),
+    ],
+)
+def test_checks_that_fail_say_why(check, problem):
+    found = checks.evaluate_check(check, OBSERVED)
+    assert len(found) == 1
+    assert problem in found[0]
+
+
+def test_booleans_compare_as_booleans():
+    assert checks.evaluate({"v": {"equals": False}}, {"v": False}, "variable") == []
+    assert checks.evaluate({"v": {"equals": False}}, {"v": "false"}, "variable") != []
+
+
+def test_spec_validation_names_unknown_sources_and_operators():
+    problems = checks.validate_spec({"kernel": {"x": {"equals": 1}}, "sshd": {"y": {"roughly": 2}}}, nested=True, where="c")
+    assert "c: unknown source 'kernel'" in problems[0]
+    assert "c: y: unknown operator 'roughly'" in problems[1]
+    assert checks.validate_spec({"ssh_hardening_port": {"equals": 22}}, nested=False, where="s") == []

@@ -1,0 +1,81 @@
+"""The control catalog is the single source: roles, tags, audit tasks and docs agree with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from carepath import checks, controls
+from carepath.errors import CarepathError
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG = controls.load()
+
+
+def test_derived_files_are_in_sync_with_the_catalog():
+    stale = controls.sync(ROOT, write=False)
+    assert stale == [], "run `carepath controls sync`"
+
+
+def test_a_task_and_the_catalog_disagreeing_is_caught(tmp_path):
+    root = tmp_path / "proj"
+    (root / "roles").mkdir(parents=True)
+    import shutil
+
+    shutil.copytree(ROOT / "roles" / "ssh_hardening", root / "roles" / "ssh_hardening")
+    banner = root / "roles" / "ssh_hardening" / "tasks" / "banner.yml"
+    banner.write_text(banner.read_text().replace("Write the pre-login banner", "Write a banner"), encoding="utf-8")
+    with pytest.raises(CarepathError, match="CP-SSH-17: no task named 'Write the pre-login banner'"):
+        controls.sync(root, write=False)
+    audit = root / "roles" / "ssh_hardening" / "tasks" / "audit.yml"
+    banner.write_text(banner.read_text().replace("Write a banner", "Write the pre-login banner"), encoding="utf-8")
+    audit.write_text(audit.read_text().replace("CP-SSH-05 | AUDIT", "CP-SSH-55 | AUDIT"), encoding="utf-8")
+    assert audit in controls.sync(root, write=False)
+
+
+def test_every_control_has_one_audit_task_named_and_tagged_from_the_catalog():
+    for role in sorted({c.role for c in CATALOG}):
+        tasks = yaml.safe_load((ROOT / "roles" / role / "tasks" / "audit.yml").read_text())
+        audits = {t["name"]: t for t in tasks if " | AUDIT | " in t["name"]}
+        for control in (c for c in CATALOG if c.role == role):
+            task = audits.pop(control.audit_name)
+            assert task["tags"] == control.tags
+            assert task["carepath_control"]["id"] == control.id
+        assert audits == {}
+
+
+def test_tags_are_derived_from_ids():
+    ssh05 = controls.by_id(CATALOG)["CP-SSH-05"]
+    assert ssh05.tags == ["cp_ssh_05", "hipaa_164_312_d", "nist_ia_2", "nist_ia_5"]
+    ssh09 = controls.by_id(CATALOG)["CP-SSH-09"]
+    assert "hipaa_164_312_a_2_iii" in ssh09.tags and "cis_5_1_7" in ssh09.tags
+
+
+def test_role_defaults_satisfy_every_switch():
+    for control in CATALOG:
+        defaults = yaml.safe_load((ROOT / "roles" / control.role / "defaults" / "main.yml").read_text())
+        for variable, ops in control.switch.items():
+            assert variable in defaults, f"{control.id}: switch {variable} is not a variable of {control.role}"
+            assert checks.evaluate({variable: ops}, defaults, "default") == [], control.id
+
+
+def test_the_generated_table_lists_every_control():
+    text = (ROOT / "roles" / "CONTROLS.md").read_text()
+    for control in CATALOG:
+        assert f"| {control.id} | {control.title}" in text
+
+
+def test_catalog_errors_are_reported(tmp_path):
+    bad = tmp_path / "controls.yml"
+    bad.write_text(yaml.safe_dump({"controls": [
+        {"id": "CP-X-1", "title": "t", "role": "r", "feature": "f", "task": "t", "cis": [], "hipaa": ["164.999(a)"],
+         "nist": [], "check": {"kernel": {}}},
+    ]}))
+    with pytest.raises(CarepathError) as excinfo:
+        controls.load(bad)
+    text = str(excinfo.value)
+    assert "id must be unique and look like CP-AREA-NN" in text
+    assert "'164.999(a)' is not a 45 CFR 164 section" in text
+    assert "unknown source 'kernel'" in text
