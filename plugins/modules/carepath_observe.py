@@ -49,6 +49,22 @@ options:
     type: list
     elements: str
     default: []
+  conf:
+    description:
+      - Settings to read from key-value configuration files, as C(PATH:KEY). Lines look like
+        C(KEY VALUE), C(KEY=VALUE) or C(KEY = VALUE); C(#) starts a comment. A key set more
+        than once reads as all its values joined by newlines, so a duplicate never hides.
+      - A missing file or key reads as null.
+    type: list
+    elements: str
+    default: []
+  nft:
+    description:
+      - Read carepath's nftables table (C(inet carepath)) - whether it exists, the policies of
+        its input and forward chains, and whether it still matches what the firewall role last loaded
+        (saved in C(/var/lib/carepath/nftables.state)).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -78,6 +94,12 @@ observed:
     package: {telnet: {installed: false}}
     service: {ssh: {enabled: true, active: true}}
     command: {"auditctl -l": {rc: 0, stdout: "-w /etc/passwd -p wa -k identity"}}
+    conf: {"/etc/login.defs:PASS_MAX_DAYS": "365"}
+    nft: {table: true, input_policy: drop, forward_policy: drop, matches_loaded: true}
+sysctl_writable:
+  description: Whether kernel parameters can be written here (false in an unprivileged container).
+  returned: always
+  type: bool
 """
 
 import grp
@@ -174,6 +196,65 @@ def _commands(module, commands):
     return values
 
 
+def _conf(paths_keys):
+    wanted = {}
+    for item in paths_keys:
+        path, _, key = item.rpartition(":")
+        wanted.setdefault(path, []).append((item, key))
+    values = {}
+    for path, items in wanted.items():
+        settings = {}
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    line = line.split("#", 1)[0].strip()
+                    if not line:
+                        continue
+                    key, sep, value = line.partition("=")
+                    if not sep or len(key.split()) > 1:
+                        words = line.split(None, 1)
+                        key, value = words[0], words[1] if len(words) > 1 else ""
+                    key, value = key.strip(), value.strip()
+                    settings[key] = f"{settings[key]}\n{value}" if key in settings else value
+        except OSError:
+            pass
+        for item, key in items:
+            values[item] = settings.get(key)
+    return values
+
+
+NFT_STATE = "/var/lib/carepath/nftables.state"
+
+
+def _nft(module):
+    absent = {"table": False, "input_policy": None, "forward_policy": None, "matches_loaded": False}
+    nft = module.get_bin_path("nft", opt_dirs=["/usr/sbin"])
+    if nft is None:
+        return absent
+    rc, out, _ = module.run_command([nft, "list", "table", "inet", "carepath"])
+    if rc != 0:
+        return absent
+    policies = {}
+    chain = None
+    for line in out.splitlines():
+        words = line.split()
+        if words[:1] == ["chain"] and len(words) > 1:
+            chain = words[1]
+        elif chain and "policy" in words and chain not in policies:
+            policies[chain] = words[words.index("policy") + 1].rstrip(";")
+    try:
+        with open(NFT_STATE, encoding="utf-8") as handle:
+            saved = handle.read()
+    except OSError:
+        saved = None
+    return {
+        "table": True,
+        "input_policy": policies.get("input"),
+        "forward_policy": policies.get("forward"),
+        "matches_loaded": saved is not None and saved.strip() == out.strip(),
+    }
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -183,6 +264,8 @@ def main():
             "packages": {"type": "list", "elements": "str", "default": []},
             "services": {"type": "list", "elements": "str", "default": []},
             "commands": {"type": "list", "elements": "str", "default": []},
+            "conf": {"type": "list", "elements": "str", "default": []},
+            "nft": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -194,8 +277,11 @@ def main():
         "package": _packages(module, params["packages"]),
         "service": _services(module, params["services"]),
         "command": _commands(module, params["commands"]),
+        "conf": _conf(params["conf"]),
+        "nft": _nft(module) if params["nft"] else {},
     }
-    module.exit_json(changed=False, observed=observed)
+    writable = os.access("/proc/sys/kernel/randomize_va_space", os.W_OK)
+    module.exit_json(changed=False, observed=observed, sysctl_writable=writable)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ OPERATORS = frozenset(
     {"equals", "in", "min", "max", "subset_of", "contains", "owner", "group", "mode_max", "min_size",
      "exists", "installed", "enabled", "active"}
 )
-SOURCES = frozenset({"sshd", "sysctl", "file", "package", "service", "command"})
+SOURCES = frozenset({"sshd", "sysctl", "file", "package", "service", "command", "conf", "nft"})
 
 
 def _elements(value: Any) -> list[str]:

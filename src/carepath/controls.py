@@ -6,7 +6,8 @@ framework references. From it ``sync`` derives, never by hand:
 - the ``cp_*`` tags of each role feature in ``roles/<role>/tasks/main.yml``;
 - ``roles/<role>/tasks/audit.yml``: one ``<ID> | AUDIT | <title>`` task per control, tagged
   ``cp_ssh_05``, ``cis_5_1_20``, ``hipaa_164_312_d``, ``nist_ia_2``;
-- ``roles/CONTROLS.md``: the control table for auditors.
+- ``roles/CONTROLS.md``: the control table for auditors;
+- the variables and controls tables of each role's README (see :mod:`carepath.docs`).
 """
 
 from __future__ import annotations
@@ -109,11 +110,11 @@ def _observe_args(controls: list[Control]) -> dict[str, Any]:
     args: dict[str, Any] = {}
     for control in controls:
         for source, conditions in control.check.items():
-            if source == "sshd":
-                args["sshd"] = True
+            if source in ("sshd", "nft"):
+                args[source] = True
             else:
                 key = {"file": "files", "package": "packages", "service": "services", "sysctl": "sysctl",
-                       "command": "commands"}[source]
+                       "command": "commands", "conf": "conf"}[source]
                 for item in conditions:
                     if item not in args.setdefault(key, []):
                         args[key].append(item)
@@ -265,6 +266,11 @@ def sync(root: Path, *, write: bool) -> list[Path]:
         outputs[root / "roles" / role / "tasks" / "main.yml"] = tag_role_features(root, role, controls)
         outputs[root / "roles" / role / "tasks" / "audit.yml"] = audit_tasks(role, controls)
     outputs[root / "roles" / "CONTROLS.md"] = table(controls)
+    from carepath import docs  # noqa: PLC0415 - docs imports this module
+
+    for role_dir in sorted(p.parents[1] for p in (root / "roles").glob("*/meta/argument_specs.yml")):
+        if (role_dir / "README.md").exists():
+            outputs[role_dir / "README.md"] = docs.role_readme(role_dir, controls)
     stale = [p for p, text in outputs.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
     if write:
         for path in stale:

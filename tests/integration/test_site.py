@@ -78,6 +78,27 @@ def test_lockout_guard_refuses_before_changing_anything(lab: Lab):
     assert all(lab.ssh(h, "true").returncode == 0 for h in lab.hosts)
 
 
+def test_firewall_guard_refuses_rules_that_would_cut_ansible_off(lab: Lab):
+    assert run_site(lab)[0] == 0
+    tables = {h: lab.ssh(h, "sudo nft list table inet carepath").stdout for h in lab.hosts}
+    # The only flow lets web traffic in: the SSH path Ansible uses would be cut.
+    extra = json.dumps({"firewall_flows": [{"name": "web-from-any", "from": "any", "ports": [443]}]})
+    rc, changed, _, out = run_site(lab, "-e", extra)
+    assert rc != 0
+    assert changed == 0
+    assert out.count("firewall refuses to load rules on") >= len(lab.hosts)
+    assert "to port 22, and no flow for this host's zone" in out
+    assert {h: lab.ssh(h, "sudo nft list table inet carepath").stdout for h in lab.hosts} == tables
+    assert all(lab.ssh(h, "true").returncode == 0 for h in lab.hosts)
+
+
+def test_invalid_trust_zones_are_refused_before_any_host_is_touched(lab: Lab):
+    extra = json.dumps({"firewall_zones": {"clinical": {"cidrs": ["10.20.0.1/16"]}}})
+    rc, changed, _, out = run_site(lab, "-e", extra)
+    assert (rc != 0, changed) == (True, 0)
+    assert "no host has been touched" in out and "use 10.20.0.0/16" in out
+
+
 def test_bad_role_argument_is_refused_before_any_change(lab: Lab):
     rc, changed, _, out = run_site(lab, "-e", '{"ssh_hardening_port": "twenty-two"}')
     assert rc != 0

@@ -74,3 +74,23 @@ def test_turning_a_role_off_needs_an_exception_for_each_of_its_controls():
 def test_weakening_an_algorithm_list_is_caught():
     found = policy.host_problems({"ssh_hardening_ciphers": ["aes128-cbc"]}, CATALOG, TODAY)
     assert "switches off CP-SSH-02" in found[0]
+
+
+def test_a_feature_switch_and_a_dict_key_switch_need_exceptions():
+    found = policy.host_problems({"os_hardening_sysctl_enabled": False}, CATALOG, TODAY)
+    assert any("os_hardening_sysctl_enabled=False switches off CP-OS-01" in f for f in found)
+    found = policy.host_problems({"os_hardening_sysctl_overrides": {"net.ipv4.ip_forward": 1}}, CATALOG, TODAY)
+    assert len(found) == 1 and "switches off CP-OS-01" in found[0]
+    assert policy.host_problems({"os_hardening_sysctl_overrides": {"vm.swappiness": 10}}, CATALOG, TODAY) == []
+
+
+def test_the_gate_refuses_invalid_trust_zones_before_any_host_is_touched():
+    found = policy.host_problems(
+        {"firewall_zones": {"clinical": {"cidrs": ["10.20.0.1/16"]}, "lab": {"cidrs": ["10.20.5.0/24"]}},
+         "firewall_flows": [{"name": "hl7", "from": "wards", "ports": [2575]}]},
+        CATALOG, TODAY,
+    )
+    text = " | ".join(found)
+    assert "use 10.20.0.0/16" in text
+    assert "clinical" in text and "lab" in text and "overlap" in text
+    assert "wards" in text

@@ -1,0 +1,131 @@
+"""Observable behaviour of a hardened OS: what PAM, login, sudo and the kernel settings really do."""
+
+from __future__ import annotations
+
+import pytest
+
+# A synthetic password that satisfies the converged policy (16 characters, 4 classes).
+GOOD = "Synthetic-Pass-2026!x"
+
+
+def test_kernel_parameters_are_persisted_for_boot(host):
+    conf = host.file("/etc/sysctl.d/60-carepath.conf")
+    assert conf.user == "root" and conf.mode == 0o644
+    assert "net.ipv4.ip_forward = 0" in conf.content_string
+    assert "kernel.randomize_va_space = 2" in conf.content_string
+    assert "vm.swappiness = 10" in conf.content_string  # os_hardening_sysctl_overrides
+
+
+def test_kernel_parameters_are_not_applied_where_proc_sys_is_read_only(host):
+    # The lab never unmasks /proc/sys: a container cannot change the kernel of the machine running it.
+    assert host.run("sysctl -w kernel.sysrq=0").rc != 0
+    assert "/proc/sys" in host.check_output("findmnt -no TARGET,OPTIONS /proc/sys") and "ro" in host.check_output(
+        "findmnt -no OPTIONS /proc/sys"
+    ).split(",")
+
+
+def test_blocked_modules_cannot_be_loaded(host):
+    conf = host.file("/etc/modprobe.d/60-carepath.conf").content_string
+    for module in ("cramfs", "udf", "dccp", "sctp"):
+        assert f"install {module} /bin/false" in conf
+    # modprobe resolves a blocked module to /bin/false without touching the kernel (-n: dry run).
+    assert "/bin/false" in host.check_output("modprobe -n -v cramfs 2>&1 || true")
+
+
+def test_core_dumps_are_off_for_logins(host):
+    out = host.check_output("su -s /bin/bash -l nobody -c 'ulimit -H -c' 2>&1 || true")
+    assert out.strip().splitlines()[-1] == "0"
+
+
+def test_login_defs(host):
+    defs = dict(
+        line.split(None, 1) for line in host.file("/etc/login.defs").content_string.splitlines()
+        if line.strip() and not line.startswith("#") and len(line.split(None, 1)) == 2
+    )
+    assert defs["PASS_MAX_DAYS"].strip() == "365"
+    assert defs["PASS_MIN_DAYS"].strip() == "1"
+    assert defs["ENCRYPT_METHOD"].strip() == "YESCRYPT"
+    assert defs["UMASK"].strip() == "027"
+
+
+def test_login_shells_time_out_and_cannot_unset_it(host):
+    out = host.check_output("bash -lc 'echo $TMOUT; unset TMOUT 2>&1; echo $TMOUT'")
+    assert out.splitlines()[0] == "600"
+    assert "readonly" in out and out.splitlines()[-1] == "600"
+    assert host.check_output("bash -lc umask") == "0027"
+
+
+@pytest.fixture()
+def pam_user(host):
+    """A synthetic account whose password is set through PAM, as a user would."""
+    # Forget the account's password history and failures too: each test starts afresh.
+    host.run("userdel -r cp-pam 2>/dev/null; faillock --user cp-pam --reset; sed -i '/^cp-pam:/d' /etc/security/opasswd")
+    host.check_output("useradd -m -s /bin/bash cp-pam")
+    yield "cp-pam"
+    host.run("userdel -r cp-pam")
+
+
+def _passwd(host, user: str, new: str):
+    """Change a password through PAM's password stack, as root would (chpasswd bypasses it)."""
+    return host.run(f"printf '%s\\n%s\\n' '{new}' '{new}' | passwd {user}")
+
+
+def test_pam_refuses_weak_passwords_and_accepts_a_strong_one(host, pam_user):
+    weak = _passwd(host, pam_user, "short1A!")
+    assert weak.rc != 0
+    assert "shorter than 16" in (weak.stdout + weak.stderr).lower()
+    assert _passwd(host, pam_user, "alllowercaseletterslong").rc != 0  # one character class
+    assert _passwd(host, pam_user, GOOD).rc == 0
+
+
+def test_pam_refuses_a_reused_password(host, pam_user):
+    assert _passwd(host, pam_user, GOOD).rc == 0
+    assert _passwd(host, pam_user, "Another-Synthetic-9#q").rc == 0
+    reused = _passwd(host, pam_user, GOOD)
+    assert reused.rc != 0
+    assert "already" in (reused.stdout + reused.stderr).lower()
+
+
+def test_accounts_lock_after_repeated_failures(host, pam_user):
+    assert _passwd(host, pam_user, GOOD).rc == 0
+    # Four failed logins through the real PAM stack (su as an unprivileged user asks for the password).
+    for _ in range(4):
+        host.run(f"su -s /bin/sh nobody -c \"echo wrong-password | su - {pam_user} -c true\"")
+    records = [line for line in host.check_output(f"faillock --user {pam_user}").splitlines() if line.endswith(" V")]
+    assert len(records) == 4
+    # Locked: even the right password is refused now.
+    ok = host.run(f"su -s /bin/sh nobody -c \"echo '{GOOD}' | su - {pam_user} -c true\"")
+    assert ok.rc != 0
+
+
+def test_sudo_logs_to_its_own_file_with_a_pty(host):
+    sudoers = host.file("/etc/sudoers.d/60-carepath")
+    assert sudoers.mode == 0o440
+    assert host.run("visudo -c").rc == 0
+    defaults = host.check_output("sudo -V | grep -i -E 'pty|log file|timestamp'").lower()
+    assert "/var/log/sudo.log" in defaults
+    assert "pseudo-terminal" in defaults or "pty" in defaults
+
+
+def test_account_databases_are_restricted(host):
+    assert host.file("/etc/shadow").mode == 0o640 and host.file("/etc/shadow").group == "shadow"
+    assert host.file("/etc/gshadow").mode == 0o640
+    assert host.file("/etc/passwd").mode == 0o644
+
+
+def test_plain_text_clients_are_gone(host):
+    for package in ("telnet", "rsh-client", "nis", "prelink"):
+        assert not host.package(package).is_installed
+
+
+def test_banners_say_authorized_use_and_not_the_os(host):
+    for path in ("/etc/issue", "/etc/motd"):
+        text = host.file(path).content_string
+        assert "authorized use only" in text
+        assert "Debian" not in text and "\\r" not in text
+
+
+def test_new_accounts_get_ageing_and_yescrypt(host, pam_user):
+    assert _passwd(host, pam_user, GOOD).rc == 0
+    assert host.check_output(f"chage -l {pam_user} | grep -i 'maximum number'").endswith("365")
+    assert host.check_output(f"getent shadow {pam_user} | cut -d: -f2").startswith("$y$")

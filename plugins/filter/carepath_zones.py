@@ -1,0 +1,58 @@
+# Copyright: carepath contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters for the firewall role's trust zones; the logic lives in src/carepath/zones.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from carepath import zones
+except ImportError:  # running from a checkout that is not pip-installed (e.g. AWX)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+    from carepath import zones
+
+
+def zone_problems(firewall_zones: Any, firewall_flows: Any) -> list[str]:
+    """Why the firewall role refuses these zones and flows (empty: they are valid)."""
+    return zones.problems(firewall_zones, firewall_flows)
+
+
+def zone_of(firewall_zones: Any, address: Any) -> str | None:
+    """The zone holding ``address`` (None: in no zone)."""
+    try:
+        return zones.zone_of(firewall_zones, address)
+    except ValueError as error:
+        raise AnsibleFilterError(str(error)) from error
+
+
+def inbound_rules(firewall_zones: Any, firewall_flows: Any, zone: str | None) -> list[dict[str, Any]]:
+    """The inbound accept rules for a host in ``zone``, one per flow."""
+    try:
+        return zones.inbound_rules(firewall_zones, firewall_flows, zone)
+    except ValueError as error:
+        raise AnsibleFilterError(str(error)) from error
+
+
+def permits(rules: Any, address: Any, port: Any, proto: str = "tcp") -> bool:
+    """Whether ``rules`` let ``address`` reach ``port`` (the lock-out guard's question)."""
+    try:
+        return zones.permits(rules, address, port, proto)
+    except ValueError as error:
+        raise AnsibleFilterError(str(error)) from error
+
+
+class FilterModule:
+    """carepath trust-zone filters."""
+
+    def filters(self) -> dict[str, Any]:
+        return {
+            "carepath_zone_problems": zone_problems,
+            "carepath_zone_of": zone_of,
+            "carepath_inbound_rules": inbound_rules,
+            "carepath_permits": permits,
+        }
