@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,16 @@ class Lab:
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
             f"carepath@{self.hosts[host]}", command,
         ]
-        return subprocess.run(argv, capture_output=True, text=True, check=check)
+        # sshd closes its listening socket for a moment while it re-executes on reload:
+        # a connection refused then is retried, anything else is the answer.
+        for _ in range(20):
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if not (proc.returncode == 255 and "Connection refused" in proc.stderr):
+                break
+            time.sleep(0.5)
+        if check:
+            proc.check_returncode()
+        return proc
 
     def args(self) -> list[str]:
         return ["--topology", str(self.topology), "--inventory", str(self.inventory)]

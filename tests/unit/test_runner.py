@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from carepath import runner
+from carepath import policy, runner, zones
 from carepath.errors import CarepathError
 from carepath.project import Project
 
@@ -92,3 +93,17 @@ def test_example_hospital_inventory_is_valid(project):
     assert runner.validate_inventory(project, ROOT / "inventories" / "example-hospital", "hl7_engines") == [
         "hl7-engine-01", "hl7-engine-02",
     ]
+
+
+def test_example_hospital_passes_the_policy_gate_and_puts_every_host_in_a_zone():
+    base = ROOT / "inventories" / "example-hospital"
+    hostvars = yaml.safe_load((base / "group_vars" / "all.yml").read_text())
+    assert policy.host_problems(hostvars) == []
+    inventory = yaml.safe_load((base / "hosts.yml").read_text())
+    addresses = []
+    for group in inventory["all"]["children"]["servers"]["children"].values():
+        addresses += [h["ansible_host"] for h in group["hosts"].values()]
+    assert {zones.zone_of(hostvars["firewall_zones"], a) for a in addresses} == {"servers"}
+    rules = zones.inbound_rules(hostvars["firewall_zones"], hostvars["firewall_flows"], "servers")
+    assert zones.permits(rules, "198.51.100.7", 22) and not zones.permits(rules, "203.0.113.9", 22)
+    assert zones.permits(rules, "203.0.113.9", 2575)
