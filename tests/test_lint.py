@@ -14,3 +14,11 @@ def test_ansible_lint_production_profile():
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Profile 'production' was required, and it passed" in proc.stderr
+
+
+def test_ruff_finds_nothing_in_the_python_code():
+    proc = subprocess.run(
+        [str(BIN / "ruff"), "check", "--no-cache", "src", "tests", "plugins", "bench"], capture_output=True, text=True,
+        env=cli_env(), cwd=ROOT, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]

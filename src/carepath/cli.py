@@ -126,8 +126,8 @@ def _cmd_lab(project: Project, args: argparse.Namespace) -> int:
 
 
 def _print_hosts(states: Sequence[HostState]) -> None:
-    rows = [("HOST", "RELEASE", "STATE", "ADDRESS", "CONTAINER")]
-    rows += [(s.name, s.release, s.state, s.address or "-", s.container) for s in states]
+    rows = [("HOST", "KIND", "RELEASE", "STATE", "ADDRESS", "NAME")]
+    rows += [(s.name, s.kind, s.release, s.state, s.endpoint if s.address else "-", s.container) for s in states]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

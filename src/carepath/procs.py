@@ -40,14 +40,25 @@ def run(
 
 
 def stream(
-    argv: Sequence[str], *, on_line: Callable[[str], None], what: str | None = None
+    argv: Sequence[str],
+    *,
+    on_line: Callable[[str], None],
+    what: str | None = None,
+    input_text: str | None = None,
 ) -> None:
-    """Run ``argv`` and hand each line of its combined output to ``on_line`` as it comes."""
+    """Run ``argv`` and hand each line of its combined output to ``on_line`` as it comes.
+
+    ``input_text`` (small: a script) is written to its standard input first.
+    """
     tail: list[str] = []
     with subprocess.Popen(  # noqa: S603 - argv lists only, never a shell
-        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        stdin=subprocess.DEVNULL if input_text is None else subprocess.PIPE,
     ) as proc:
         assert proc.stdout is not None
+        if input_text is not None and proc.stdin is not None:
+            proc.stdin.write(input_text)
+            proc.stdin.close()
         for line in proc.stdout:
             line = line.rstrip("\n")
             tail = (tail + [line])[-5:]

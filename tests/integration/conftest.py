@@ -26,8 +26,14 @@ class Lab:
     @property
     def hosts(self) -> dict[str, str]:
         """Inventory name -> address, from the inventory `lab up` wrote."""
+        return {name: hv["ansible_host"] for name, hv in self._inventory_hosts().items()}
+
+    def _inventory_hosts(self) -> dict[str, dict]:
         data = yaml.safe_load((self.inventory / "hosts.yml").read_text(encoding="utf-8"))
-        return {name: hv["ansible_host"] for name, hv in data["all"]["hosts"].items()}
+        return dict(data["all"]["hosts"])
+
+    def port(self, host: str) -> int:
+        return int(self._inventory_hosts()[host].get("ansible_port", 22))
 
     def ssh(self, host: str, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Log in to ``host`` over real SSH with the lab's key, as Ansible does."""
@@ -35,7 +41,7 @@ class Lab:
         argv = [
             "ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            f"carepath@{self.hosts[host]}", command,
+            "-o", "ConnectTimeout=10", "-p", str(self.port(host)), f"carepath@{self.hosts[host]}", command,
         ]
         # sshd closes its listening socket for a moment while it re-executes on reload:
         # a connection refused then is retried, anything else is the answer.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -116,3 +117,33 @@ def test_plain_ansible_playbook_works_too(lab: Lab):
     assert proc.returncode == 0, proc.stdout[-3000:]
     recap = proc.stdout.split("PLAY RECAP")[-1]
     assert re.findall(r"changed=(\d+)", recap) == ["0"] * len(lab.hosts)
+
+
+def test_hardened_hosts_boot_again_healthy_and_keep_the_baseline(lab: Lab):
+    """`podman restart`: systemd comes back without failed units, with SSH, sudo, sshd and nftables as applied."""
+    assert run_site(lab)[0] == 0
+    tables = {h: lab.ssh(h, "sudo nft list table inet carepath").stdout for h in lab.hosts}
+    containers = [f"{lab.name}-{h}" for h in lab.hosts]
+    subprocess.run(["podman", "restart", "-t", "10", *containers], capture_output=True, text=True, check=True)
+    for container in containers:
+        state = ""
+        for _ in range(60):
+            proc = subprocess.run(
+                ["podman", "exec", container, "systemctl", "is-system-running", "--wait"],
+                capture_output=True, text=True, check=False,
+            )
+            state = proc.stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(1)
+        failed = subprocess.run(
+            ["podman", "exec", container, "systemctl", "--failed", "--plain", "--no-legend"],
+            capture_output=True, text=True, check=False,
+        ).stdout
+        assert state == "running", f"{container} is {state!r} after a restart; failed units: {failed}"
+    for host in lab.hosts:
+        assert lab.ssh(host, "sudo -n true").returncode == 0
+        assert "passwordauthentication no" in lab.ssh(host, "sudo /usr/sbin/sshd -T").stdout
+        assert lab.ssh(host, "sudo nft list table inet carepath").stdout == tables[host]
+    rc, changed, _, out = run_site(lab)
+    assert (rc, changed) == (0, 0), out[-3000:]

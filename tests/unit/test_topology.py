@@ -26,6 +26,12 @@ def test_release_defaults_to_bookworm_and_groups_are_kept():
     assert topo.hosts[0] == topology.LabHost(name="lb1", release="bookworm", groups=("lb", "dmz"))
 
 
+def test_kind_defaults_to_container_and_vms_are_told_apart():
+    topo = topology.parse({"lab": "tt", "hosts": [{"name": "c1"}, {"name": "v1", "kind": "vm", "release": "trixie"}]})
+    assert [h.name for h in topo.containers] == ["c1"]
+    assert [(h.name, h.release) for h in topo.vms] == [("v1", "trixie")]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -37,6 +43,7 @@ def test_release_defaults_to_bookworm_and_groups_are_kept():
         ({"hosts": [{"name": "a1", "groups": ["web-tier"]}]}, "group 'web-tier' is not a valid"),
         ({"hosts": [{"name": "a1", "groups": ["b1"]}, {"name": "b1"}]}, "clash with host names"),
         ({"hosts": [{"name": "a1", "ram": 4}]}, "unknown key(s) ['ram']"),
+        ({"hosts": [{"name": "a1", "kind": "lxc"}]}, "unknown kind 'lxc'; supported: container, vm"),
         ({"lab": "Bad Name", "hosts": [{"name": "a1"}]}, "'Bad Name' is not a valid lab name"),
         (["a1"], "expected a mapping"),
     ],

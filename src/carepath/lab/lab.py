@@ -18,7 +18,7 @@ import yaml
 
 from carepath import procs
 from carepath.errors import CarepathError
-from carepath.lab import images, podman
+from carepath.lab import images, podman, tls, vm
 from carepath.lab.topology import LabHost, Topology
 
 LABEL = "carepath.lab"
@@ -47,6 +47,16 @@ class LabFiles:
     def inventory(self) -> Path:
         return self.inventory_dir / INVENTORY_FILE
 
+    @property
+    def tls(self) -> Path:
+        """The lab's CA and per-host certificates (see carepath.lab.tls)."""
+        return self.state / "tls"
+
+    @property
+    def vm_images(self) -> Path:
+        """Guest base images, shared by every lab (``<state dir>/images``)."""
+        return self.state.parent.parent / "images"
+
 
 @dataclass(frozen=True)
 class HostState:
@@ -55,6 +65,12 @@ class HostState:
     release: str
     state: str
     address: str | None = None
+    port: int = 22
+    kind: str = "container"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}" if self.port != 22 else str(self.address or "-")
 
 
 def _say(message: str) -> None:
@@ -98,6 +114,8 @@ def _start_container(topology: Topology, host: LabHost) -> None:
     podman.podman(
         "run", "-d", "--name", name, "--hostname", host.name,
         "--network", topology.network,
+        # Other lab hosts reach it by its inventory name, as hospital hosts reach each other by DNS.
+        "--network-alias", host.name,
         "--systemd=always",
         # Firewall roles need nftables in the host's own network namespace; nothing more.
         # Never --privileged and never an unmasked /proc/sys: either would let a role
@@ -140,22 +158,22 @@ def _host_key(container: str) -> str:
     return " ".join(key)
 
 
-def ssh_argv(files: LabFiles, address: str, *command: str) -> list[str]:
+def ssh_argv(files: LabFiles, address: str, *command: str, port: int = 22) -> list[str]:
     """An ssh command line that logs in to a lab host the way Ansible does."""
     return [
-        "ssh", "-i", str(files.key),
+        "ssh", "-i", str(files.key), "-p", str(port),
         "-o", f"UserKnownHostsFile={files.known_hosts}", "-o", "StrictHostKeyChecking=yes",
         "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
         f"{images.ADMIN_USER}@{address}", *command,
     ]
 
 
-def _wait_ssh(files: LabFiles, host: str, address: str) -> None:
-    deadline = time.monotonic() + _SSH_TIMEOUT
+def _wait_ssh(files: LabFiles, host: str, address: str, port: int = 22, timeout: float = _SSH_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         proc = subprocess.run(  # noqa: S603
-            ssh_argv(files, address, "true"), capture_output=True, text=True, check=False
+            ssh_argv(files, address, "true", port=port), capture_output=True, text=True, check=False
         )
         if proc.returncode == 0:
             return
@@ -164,7 +182,7 @@ def _wait_ssh(files: LabFiles, host: str, address: str) -> None:
     raise CarepathError(f"cannot log in to {host} ({address}) over SSH: {last}")
 
 
-def _write_inventory(topology: Topology, files: LabFiles, addresses: dict[str, str]) -> None:
+def _write_inventory(topology: Topology, files: LabFiles, states: dict[str, HostState]) -> None:
     groups: dict[str, dict[str, dict[str, None]]] = {}
     for host in topology.hosts:
         for group in (*host.groups, f"debian_{host.release}"):
@@ -173,6 +191,7 @@ def _write_inventory(topology: Topology, files: LabFiles, addresses: dict[str, s
         "all": {
             "vars": {
                 "carepath_lab": topology.name,
+                "carepath_lab_tls_dir": str(files.tls),
                 "ansible_user": images.ADMIN_USER,
                 "ansible_ssh_private_key_file": str(files.key),
                 "ansible_ssh_common_args": (
@@ -180,10 +199,7 @@ def _write_inventory(topology: Topology, files: LabFiles, addresses: dict[str, s
                     "-o IdentitiesOnly=yes"
                 ),
             },
-            "hosts": {
-                h.name: {"ansible_host": addresses[h.name], "carepath_lab_release": h.release}
-                for h in topology.hosts
-            },
+            "hosts": {h.name: _inventory_host(h, states[h.name]) for h in topology.hosts},
             "children": groups,
         }
     }
@@ -193,6 +209,28 @@ def _write_inventory(topology: Topology, files: LabFiles, addresses: dict[str, s
         f"# `carepath lab down` removes it.\n"
     )
     files.inventory.write_text(header + yaml.safe_dump(inventory, sort_keys=False), encoding="utf-8")
+
+
+def _inventory_host(host: LabHost, state: HostState) -> dict[str, str | int]:
+    entry: dict[str, str | int] = {"ansible_host": state.address or "", "carepath_lab_release": host.release}
+    if state.port != 22:
+        entry["ansible_port"] = state.port
+    entry["carepath_lab_kind"] = host.kind
+    return entry
+
+
+def _up_vms(topology: Topology, files: LabFiles) -> list[HostState]:
+    """Start the topology's qemu guests (building their base images when needed)."""
+    if not topology.vms:
+        return []
+    bases = {release: vm.build(files.vm_images, release) for release in sorted({h.release for h in topology.vms})}
+    public_key = files.key.with_suffix(".pub")
+    states = []
+    for host in topology.vms:
+        guest = vm.Guest(files.state, host.name)
+        port = vm.start(guest, bases[host.release], public_key)
+        states.append(HostState(host.name, f"qemu:{host.name}", host.release, "running", "127.0.0.1", port, "vm"))
+    return states
 
 
 def up(topology: Topology, files: LabFiles, *, rebuild_images: bool = False) -> list[HostState]:
@@ -208,7 +246,7 @@ def up(topology: Topology, files: LabFiles, *, rebuild_images: bool = False) -> 
     _ensure_key(files, topology.name)
     _ensure_network(topology)
 
-    wanted = {h.name: h for h in topology.hosts}
+    wanted = {h.name: h for h in topology.containers}
     image_ids = {release: _image_id(release) for release in topology.releases}
     for info in podman.containers(f"{LABEL}={topology.name}"):
         host_name = (info.get("Labels") or {}).get(HOST_LABEL)
@@ -226,28 +264,41 @@ def up(topology: Topology, files: LabFiles, *, rebuild_images: bool = False) -> 
     existing = {
         (info.get("Labels") or {}).get(HOST_LABEL) for info in podman.containers(f"{LABEL}={topology.name}")
     }
-    for host in topology.hosts:
+    for host in topology.containers:
         if host.name not in existing:
             _start_container(topology, host)
+    for stale in sorted(files.state.glob("*.pid")):
+        if stale.stem not in {h.name for h in topology.vms} and vm.stop(vm.Guest(files.state, stale.stem)):
+            _say(f"stopped VM {stale.stem}: no longer in the topology")
+    vm_states = _up_vms(topology, files)
 
     public_key = files.key.with_suffix(".pub").read_text(encoding="utf-8")
-    addresses: dict[str, str] = {}
     known_hosts: list[str] = []
     states: list[HostState] = []
-    for host in topology.hosts:
+    for host in topology.containers:
         container = topology.container(host)
         boot = _wait_booted(container)
         if boot == "degraded":
             failed = podman.podman("exec", container, "systemctl", "--failed", "--plain", "--no-legend")
             _say(f"{host.name}: systemd is degraded: {' '.join(failed.split()[:1]) or '?'}")
         _authorize(container, public_key)
-        addresses[host.name] = podman.container_ip(container, topology.network)
-        known_hosts.append(f"{addresses[host.name]} {_host_key(container)}")
-        states.append(HostState(host.name, container, host.release, boot, addresses[host.name]))
+        address = podman.container_ip(container, topology.network)
+        known_hosts.append(f"{address} {_host_key(container)}")
+        states.append(HostState(host.name, container, host.release, boot, address))
+    for state in vm_states:
+        known_hosts.append(f"[{state.address}]:{state.port} {vm.Guest(files.state, state.name).public_host_key()}")
     files.known_hosts.write_text("\n".join(known_hosts) + "\n", encoding="utf-8")
     for state in states:
         _wait_ssh(files, state.name, state.address or "")
-    _write_inventory(topology, files, addresses)
+    for state in vm_states:
+        _say(f"waiting for {state.name} to boot (software emulation: a minute or two)")
+        _wait_ssh(files, state.name, state.address or "", state.port, timeout=vm.BOOT_TIMEOUT)
+    states.extend(vm_states)
+    tls.ensure_ca(files.tls, topology.name)
+    for host in topology.hosts:
+        tls.ensure_host(files.tls, host.name, [topology.container(host)])
+    by_name = {s.name: s for s in states}
+    _write_inventory(topology, files, by_name)
     _say(f"{len(states)} host(s) up and reachable over SSH; inventory: {files.inventory}")
     return states
 
@@ -261,6 +312,15 @@ def status(topology: Topology, files: LabFiles) -> list[HostState]:
     }
     states = []
     for host in topology.hosts:
+        if host.kind == "vm":
+            guest = vm.Guest(files.state, host.name)
+            running = guest.pid() is not None
+            port = int(guest.info().get("port") or 22)
+            states.append(HostState(
+                host.name, f"qemu:{host.name}", host.release, "running" if running else "absent",
+                "127.0.0.1" if running else None, port, "vm",
+            ))
+            continue
         info = found.get(host.name)
         if info is None:
             states.append(HostState(host.name, topology.container(host), host.release, "absent"))
@@ -289,6 +349,10 @@ def down(
         if f"{LABEL}:{name}" in labels.replace(" ", ""):
             podman.podman("network", "rm", network)
             removed.append(f"network {network}")
+    for pidfile in sorted(files.state.glob("*.pid")):
+        if vm.stop(vm.Guest(files.state, pidfile.stem)):
+            removed.append(f"VM {pidfile.stem}")
+            hosts.append(pidfile.stem)
     if files.state.exists():
         shutil.rmtree(files.state)
         removed.append(f"key and known_hosts in {files.state}")

@@ -14,6 +14,9 @@ from carepath.errors import CarepathError
 #: Debian releases the lab can build images for, with their version numbers.
 RELEASES: dict[str, str] = {"bookworm": "12", "trixie": "13"}
 DEFAULT_RELEASE = "bookworm"
+#: What a lab host runs as: a systemd container (fast, shares the lab machine's kernel) or a
+#: qemu guest with a kernel of its own (slow; for controls only a real kernel proves).
+KINDS = ("container", "vm")
 
 # A DNS label: it becomes a container hostname and an Ansible inventory name.
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
@@ -27,6 +30,7 @@ class LabHost:
     name: str
     release: str = DEFAULT_RELEASE
     groups: tuple[str, ...] = ()
+    kind: str = "container"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,14 @@ class Topology:
     @property
     def releases(self) -> list[str]:
         return sorted({h.release for h in self.hosts})
+
+    @property
+    def containers(self) -> tuple[LabHost, ...]:
+        return tuple(h for h in self.hosts if h.kind == "container")
+
+    @property
+    def vms(self) -> tuple[LabHost, ...]:
+        return tuple(h for h in self.hosts if h.kind == "vm")
 
     def container(self, host: LabHost) -> str:
         return f"{self.name}-{host.name}"
@@ -70,9 +82,9 @@ def parse(data: Any, source: str = "<memory>") -> Topology:
         where = f"hosts[{index}]"
         if not isinstance(raw, dict):
             raise _fail(source, where, "expected a mapping with at least 'name'")
-        unknown = set(raw) - {"name", "release", "groups"}
+        unknown = set(raw) - {"name", "release", "groups", "kind"}
         if unknown:
-            raise _fail(source, where, f"unknown key(s) {sorted(unknown)}; allowed: name, release, groups")
+            raise _fail(source, where, f"unknown key(s) {sorted(unknown)}; allowed: name, release, groups, kind")
         host_name = raw.get("name")
         if not isinstance(host_name, str) or not _NAME.match(host_name):
             raise _fail(
@@ -99,7 +111,10 @@ def parse(data: Any, source: str = "<memory>") -> Topology:
                     f"group {group!r} is not a valid Ansible group name "
                     "(lower-case letters, digits, '_'; not 'all' or 'ungrouped')",
                 )
-        hosts.append(LabHost(name=host_name, release=release, groups=tuple(groups)))
+        kind = raw.get("kind", "container")
+        if kind not in KINDS:
+            raise _fail(source, where, f"unknown kind {kind!r}; supported: {', '.join(KINDS)}")
+        hosts.append(LabHost(name=host_name, release=release, groups=tuple(groups), kind=kind))
     host_names = {h.name for h in hosts}
     for host in hosts:
         clash = host_names.intersection(host.groups)

@@ -1,0 +1,117 @@
+"""The controls a container cannot prove, on a lab host with a kernel of its own (a qemu guest).
+
+Containers share the kernel of the machine running the lab, so auditd, kernel-global sysctls,
+module loading, a running chronyd and a reboot are proven here instead. Software emulation is
+slow, so this test applies only the features behind those controls (selected by their control
+tags, derived from the catalog), checks them, reboots the guest and checks them again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from carepath import controls
+from tests.conftest import carepath
+from tests.integration.conftest import Lab, make_lab
+from tests.integration.test_site import run_site
+
+# Its own xdist group: it runs beside the container lab's tests, not after them.
+pytestmark = [pytest.mark.lab, pytest.mark.vm, pytest.mark.xdist_group("vm")]
+
+HOST = "it-vm"
+#: Every control the catalog marks as needing a real kernel.
+KERNEL_ONLY = sorted(c.id for c in controls.load() if c.container == "unsupported")
+TAGS = ",".join(i.lower().replace("-", "_") for i in KERNEL_ONLY)
+#: Kernel-global parameters (not per network namespace) that os_hardening sets by default.
+KERNEL_SYSCTLS = {
+    "kernel.randomize_va_space": "2",
+    "kernel.kptr_restrict": "2",
+    "kernel.dmesg_restrict": "1",
+    "kernel.yama.ptrace_scope": "1",
+    "fs.suid_dumpable": "0",
+    "fs.protected_regular": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def vm_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    the_lab = make_lab(
+        tmp_path_factory.mktemp("vm"), "cpvm",
+        [{"name": HOST, "release": "bookworm", "kind": "vm", "groups": ["servers"]}],
+    )
+    carepath("lab", "down", *the_lab.args())
+    proc = carepath("lab", "up", *the_lab.args())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    yield the_lab
+    carepath("lab", "down", *the_lab.args())
+
+
+def assert_kernel_controls_hold(lab: Lab, audited_command: str) -> None:
+    status = lab.ssh(HOST, "sudo auditctl -s").stdout
+    assert "enabled 2" in status, status  # rules loaded and locked (immutable) until reboot
+    rules = lab.ssh(HOST, "sudo auditctl -l").stdout
+    for expected in ("-w /etc/passwd -p wa", "-w /etc/sudoers -p wa", "init_module", "clock_settime", "mount"):
+        assert expected in rules, rules
+    # A change to an identity file is recorded by the kernel and found in the audit log.
+    lab.ssh(HOST, f"sudo {audited_command} /etc/passwd")
+    comm = audited_command.split()[0]
+    found = lab.ssh(HOST, f"sudo ausearch --input-logs -ts recent -f /etc/passwd -c {comm}", check=False)
+    assert found.returncode == 0 and f'comm="{comm}"' in found.stdout, found.stdout + found.stderr
+    for name, value in KERNEL_SYSCTLS.items():
+        assert lab.ssh(HOST, f"/usr/sbin/sysctl -n {name}").stdout.strip() == value, name
+    refused = lab.ssh(HOST, "sudo modprobe cramfs", check=False)
+    assert refused.returncode != 0
+    assert "cramfs" not in lab.ssh(HOST, "lsmod").stdout
+    assert lab.ssh(HOST, "systemctl is-active auditd chrony", check=False).stdout.split() == ["active", "active"]
+
+
+def reboot(lab: Lab) -> None:
+    boot_id = lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    lab.ssh(HOST, "sudo systemctl reboot", check=False)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        proc = lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id", check=False)
+        if proc.returncode == 0 and proc.stdout.strip() not in ("", boot_id):
+            return
+        time.sleep(3)
+    raise AssertionError(f"{HOST} did not come back over SSH within 300 s of its reboot")
+
+
+def test_kernel_only_controls_hold_on_a_real_kernel_and_survive_a_reboot(vm_lab: Lab):
+    assert KERNEL_ONLY, "the catalog marks no control as needing a real kernel"
+    rc, _, _, out = run_site(vm_lab, "--tags", TAGS)
+    assert rc == 0, out[-4000:]
+
+    # The drift check reports these controls compliant here, where containers report them
+    # not applicable.
+    proc = carepath("drift", "-i", str(vm_lab.inventory), "--json", "--tags", TAGS)
+    report = json.loads(proc.stdout)
+    results = report["hosts"][HOST]
+    assert {c: results[c]["status"] for c in KERNEL_ONLY} == dict.fromkeys(KERNEL_ONLY, "compliant"), proc.stderr[-3000:]
+    assert proc.returncode == 0
+
+    assert_kernel_controls_hold(vm_lab, "chmod 0644")
+    reboot(vm_lab)
+    assert_kernel_controls_hold(vm_lab, "chown root:root")
+    # Ansible still gets in and sudo still works after the reboot.
+    assert vm_lab.ssh(HOST, "sudo -n true").returncode == 0
+
+
+def test_lab_up_keeps_a_running_vm_and_lab_down_stops_it(vm_lab: Lab):
+    boot_id = vm_lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id").stdout
+    again = carepath("lab", "up", *vm_lab.args())
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert vm_lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id").stdout == boot_id  # not restarted
+    status = carepath("lab", "status", *vm_lab.args())
+    assert status.returncode == 0 and "running" in status.stdout
+
+    down = carepath("lab", "down", *vm_lab.args())
+    assert down.returncode == 0 and f"VM {HOST}" in down.stdout
+    qemu = subprocess.run(["pgrep", "-f", f"qemu-system-x86_64 -name {HOST} "], capture_output=True, check=False)
+    assert qemu.returncode == 1  # no such process any more
+    assert not (vm_lab.inventory / "hosts.yml").exists()
