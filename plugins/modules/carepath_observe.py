@@ -65,6 +65,24 @@ options:
         (saved in C(/var/lib/carepath/nftables.state)).
     type: bool
     default: false
+  audit_rules:
+    description:
+      - What to read of the Linux audit rules, by key.
+      - C(rules) - the rule lines of C(/etc/audit/rules.d/*.rules), in the order augenrules reads
+        them, comments and blank lines left out, spaces normalised (a list).
+      - C(privileged) - set-uid and set-gid files on local filesystems that allow them (C(find
+        -xdev -perm /6000) on C(/) and every mounted local filesystem without nosuid or noexec).
+      - C(privileged_unaudited) - those of them without an execution rule (C(-F path=P -F perm=x)).
+      - C(enabled) - the kernel's audit state from C(auditctl -s) (C(0), C(1), or C(2) when
+        locked); null where the kernel cannot be asked (a container).
+      - C(matches_loaded) - whether the rules in effect (C(auditctl -l)) are those saved in
+        C(/var/lib/carepath/auditd.loaded) when the auditd role last loaded them.
+      - C(pending) - whether C(augenrules --check) finds rules in C(rules.d) that are not yet
+        in C(/etc/audit/audit.rules), the file loaded at boot; null without augenrules.
+    type: list
+    elements: str
+    choices: [rules, privileged, privileged_unaudited, enabled, matches_loaded, pending]
+    default: []
 attributes:
   check_mode:
     support: full
@@ -96,18 +114,22 @@ observed:
     command: {"auditctl -l": {rc: 0, stdout: "-w /etc/passwd -p wa -k identity"}}
     conf: {"/etc/login.defs:PASS_MAX_DAYS": "365"}
     nft: {table: true, input_policy: drop, forward_policy: drop, matches_loaded: true}
+    audit_rules: {rules: ["-w /etc/passwd -p wa -k identity"], privileged_unaudited: [], enabled: "1"}
 sysctl_writable:
   description: Whether kernel parameters can be written here (false in an unprivileged container).
   returned: always
   type: bool
 """
 
+import glob
 import grp
 import os
 import pwd
+import re
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.carepath_audit_rules import active_rules, executed_paths, natural_key
 
 
 def _sshd(module):
@@ -255,6 +277,92 @@ def _nft(module):
     }
 
 
+AUDIT_RULES_DIR = "/etc/audit/rules.d"
+AUDIT_STATE = "/var/lib/carepath/auditd.loaded"
+
+
+def _audit_rule_lines(rules_dir=AUDIT_RULES_DIR):
+    lines = []
+    for path in sorted(glob.glob(os.path.join(rules_dir, "*.rules")), key=lambda p: natural_key(os.path.basename(p))):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                lines += [rule for _, rule in active_rules(handle.read())]
+        except OSError:
+            continue
+    return lines
+
+
+def _suid_mounts(mounts_text, filesystems_text):
+    """Mount points to search for set-uid files: / and local filesystems where set-uid works."""
+    virtual = {line.split()[-1] for line in filesystems_text.splitlines() if line.startswith("nodev")}
+    found = []
+    for line in mounts_text.splitlines():
+        words = line.split()
+        if len(words) < 4:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), words[1])
+        options = words[3].split(",")
+        local = point == "/" or words[2] not in virtual
+        if local and "nosuid" not in options and "noexec" not in options and point not in found:
+            found.append(point)
+    return found or ["/"]
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def _privileged(module):
+    points = _suid_mounts(_read_text("/proc/self/mounts"), _read_text("/proc/filesystems"))
+    _, out, _ = module.run_command(["find", *points, "-xdev", "-type", "f", "-perm", "/6000"])
+    return sorted(set(out.split("\n")) - {""})
+
+
+def _audit_status(module):
+    """(enabled, listing) from auditctl, each None where the kernel cannot be asked."""
+    auditctl = module.get_bin_path("auditctl", opt_dirs=["/usr/sbin", "/sbin"])
+    if auditctl is None:
+        return None, None
+    rc, out, _ = module.run_command([auditctl, "-s"])
+    enabled = None
+    if rc == 0:
+        enabled = next((line.split()[1] for line in out.splitlines() if line.startswith("enabled ")), None)
+    rc, out, _ = module.run_command([auditctl, "-l"])
+    return enabled, (out.strip() if rc == 0 else None)
+
+
+def _audit_rules(module, keys):
+    if not keys:
+        return {}
+    values = {}
+    rules = _audit_rule_lines()
+    if "rules" in keys:
+        values["rules"] = rules
+    if "privileged" in keys or "privileged_unaudited" in keys:
+        privileged = _privileged(module)
+        if "privileged" in keys:
+            values["privileged"] = privileged
+        if "privileged_unaudited" in keys:
+            executed = executed_paths(rules)
+            values["privileged_unaudited"] = [p for p in privileged if p not in executed]
+    if "enabled" in keys or "matches_loaded" in keys:
+        enabled, listing = _audit_status(module)
+        saved = _read_text(AUDIT_STATE)
+        values["enabled"] = enabled
+        values["matches_loaded"] = listing is not None and bool(saved) and saved.strip() == listing
+    if "pending" in keys:
+        augenrules = module.get_bin_path("augenrules", opt_dirs=["/usr/sbin", "/sbin"])
+        values["pending"] = None
+        if augenrules is not None:
+            rc, out, _ = module.run_command([augenrules, "--check"])
+            values["pending"] = rc == 0 and "changed" in out
+    return values
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -266,6 +374,10 @@ def main():
             "commands": {"type": "list", "elements": "str", "default": []},
             "conf": {"type": "list", "elements": "str", "default": []},
             "nft": {"type": "bool", "default": False},
+            "audit_rules": {
+                "type": "list", "elements": "str", "default": [],
+                "choices": ["rules", "privileged", "privileged_unaudited", "enabled", "matches_loaded", "pending"],
+            },
         },
         supports_check_mode=True,
     )
@@ -279,6 +391,7 @@ def main():
         "command": _commands(module, params["commands"]),
         "conf": _conf(params["conf"]),
         "nft": _nft(module) if params["nft"] else {},
+        "audit_rules": _audit_rules(module, set(params["audit_rules"])),
     }
     writable = os.access("/proc/sys/kernel/randomize_va_space", os.W_OK)
     module.exit_json(changed=False, observed=observed, sysctl_writable=writable)

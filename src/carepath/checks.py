@@ -8,7 +8,8 @@ Operators:
   equals, in            the value is (one of) the expected
   min, max              the value, as an integer, is within bounds
   subset_of             every element of the value (a list, or a comma-separated string) is allowed
-  contains              the value (text) contains each expected string
+  contains              the value (text) contains each expected string; a list value (e.g. the
+                        audit rules) must hold each expected string as one of its elements
   owner, group          a file's owner / group
   mode_max              a file's permission bits are no wider than the expected octal mode
   min_size              a file holds at least this many bytes
@@ -25,7 +26,7 @@ OPERATORS = frozenset(
     {"equals", "in", "min", "max", "subset_of", "contains", "owner", "group", "mode_max", "min_size",
      "exists", "installed", "enabled", "active"}
 )
-SOURCES = frozenset({"sshd", "sysctl", "file", "package", "service", "command", "conf", "nft"})
+SOURCES = frozenset({"sshd", "sysctl", "file", "package", "service", "command", "conf", "nft", "audit_rules"})
 
 
 def _elements(value: Any) -> list[str]:
@@ -67,6 +68,9 @@ def _compare(subject: str, op: str, expected: Any, actual: Any) -> str | None:
         extra = [e for e in _elements(actual) if e not in expected]
         return f"{subject} includes {extra}, which are not approved" if extra else None
     if op == "contains":
+        if isinstance(actual, (list, tuple)):  # whole elements, so a rule is never matched by a longer one
+            missing = [e for e in _elements(expected) if e not in [str(a) for a in actual]]
+            return f"{subject} lacks {missing}" if missing else None
         missing = [e for e in _elements(expected) if e not in str(actual)]
         return f"{subject} lacks {missing}" if missing else None
     if op == "mode_max":
@@ -83,6 +87,8 @@ def evaluate(conditions: Mapping[str, Mapping[str, Any]], values: Mapping[str, A
     for key, ops in conditions.items():
         value = values.get(key)
         for op, expected in ops.items():
+            if isinstance(value, Mapping) and "stdout" in value and op not in _PROPERTY:
+                value = value["stdout"]  # a command: its output is what text operators read
             if isinstance(value, Mapping) and op in _PROPERTY:  # a file, package or service
                 if value.get("exists") is False and op != "exists":
                     problems.append(f"{label} {key} does not exist")

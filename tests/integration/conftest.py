@@ -74,7 +74,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """Debian 12 and 13 hosts, started fresh for this session and removed after it."""
     the_lab = make_lab(
         tmp_path_factory.mktemp("lab"), "cpit",
-        [{"name": "it-bookworm", "release": "bookworm", "groups": ["servers"]},
+        [{"name": "it-bookworm", "release": "bookworm", "groups": ["servers", "log_collectors"]},
          {"name": "it-trixie", "release": "trixie", "groups": ["servers"]}],
     )
     carepath("lab", "down", *the_lab.args())  # a crashed earlier session may have left it

@@ -39,14 +39,21 @@ def test_drift_names_exactly_the_controls_changed_by_hand(lab: Lab):
     # Kernel controls cannot hold in a container: reported as such, never as compliant.
     assert {c for _, c in statuses(report, "not_applicable")} >= {"CP-OS-01", "CP-OS-06"}
 
-    # One setting per role changed by hand: sshd, login.defs, and a rule added to the firewall.
-    first, last = sorted(lab.hosts)[0], sorted(lab.hosts)[-1]
+    # One setting per role changed by hand, each named by exactly its control.
+    first, last = min(lab.hosts), max(lab.hosts)
     lab.ssh(last, "sudo sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config")
     lab.ssh(last, "sudo sed -i 's/^PASS_MAX_DAYS.*/PASS_MAX_DAYS\t99999/' /etc/login.defs")
     lab.ssh(first, "sudo nft add rule inet carepath input tcp dport 9999 accept")
+    lab.ssh(first, "echo 'allow 192.0.2.0/24' | sudo tee -a /etc/chrony/chrony.conf")
+    lab.ssh(last, "sudo sed -i '/-k identity$/d' /etc/audit/rules.d/50-carepath.rules")
+    lab.ssh(last, "sudo sed -i 's|x509/name|anon|' /etc/rsyslog.d/60-carepath-forward.conf")
+    lab.ssh(first, "sudo systemctl disable --now carepath-aide-check.timer")
     rc, report = drift(lab)
     assert rc == 1
-    assert statuses(report, "drifted") == {(last, "CP-SSH-05"), (last, "CP-OS-11"), (first, "CP-FW-03")}
+    assert statuses(report, "drifted") == {
+        (last, "CP-SSH-05"), (last, "CP-OS-11"), (first, "CP-FW-03"), (first, "CP-TIME-02"),
+        (last, "CP-AUD-06"), (last, "CP-LOG-04"), (first, "CP-FIM-05"),
+    }
     assert report["hosts"][last]["CP-SSH-05"]["problems"] == ["sshd passwordauthentication is 'yes', expected 'no'"]
     assert report["hosts"][last]["CP-OS-11"]["problems"] == [
         "conf /etc/login.defs:PASS_MAX_DAYS is 99999, above the maximum 365"
@@ -57,6 +64,7 @@ def test_drift_names_exactly_the_controls_changed_by_hand(lab: Lab):
 
     assert run_site(lab)[0] == 0
     assert "dport 9999" not in lab.ssh(first, "sudo nft list table inet carepath").stdout
+    assert "-k identity" in lab.ssh(last, "sudo cat /etc/audit/rules.d/50-carepath.rules").stdout
     assert drift(lab)[0] == 0
 
 

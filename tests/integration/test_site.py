@@ -147,3 +147,28 @@ def test_hardened_hosts_boot_again_healthy_and_keep_the_baseline(lab: Lab):
         assert lab.ssh(host, "sudo nft list table inet carepath").stdout == tables[host]
     rc, changed, _, out = run_site(lab)
     assert (rc, changed) == (0, 0), out[-3000:]
+
+
+def test_every_host_forwards_its_logs_to_the_collector_over_tls(lab: Lab):
+    """The lab's collector (group log_collectors) receives each host's messages, over TLS only."""
+    assert run_site(lab)[0] == 0
+    collector = "it-bookworm"
+    tokens = {host: f"carepath-e2e-{host}-{time.monotonic_ns()}" for host in lab.hosts}
+    for host, token in tokens.items():
+        lab.ssh(host, f"logger -p authpriv.notice -t carepath-e2e {token}")
+    waiting = dict(tokens)
+    for _ in range(60):
+        received = lab.ssh(collector, "sudo cat /var/log/carepath/remote/*/*.log", check=False).stdout
+        waiting = {h: t for h, t in waiting.items() if t not in received}
+        if not waiting:
+            break
+        time.sleep(1)
+    assert not waiting, f"never reached the collector: {sorted(waiting)}"
+    # The collector's port speaks TLS with a certificate from the lab CA and nothing else.
+    handshake = lab.ssh(
+        "it-trixie",
+        "sudo sh -c 'cd /etc/carepath/tls/log_forwarding && openssl s_client -connect it-bookworm:6514 "
+        "-CAfile ca.crt -cert host.crt -key host.key -verify_hostname it-bookworm -brief </dev/null 2>&1'",
+        check=False,
+    )
+    assert "Verification: OK" in handshake.stdout, handshake.stdout

@@ -27,6 +27,7 @@ HOST = "it-vm"
 #: Every control the catalog marks as needing a real kernel.
 KERNEL_ONLY = sorted(c.id for c in controls.load() if c.container == "unsupported")
 TAGS = ",".join(i.lower().replace("-", "_") for i in KERNEL_ONLY)
+IMMUTABLE = '{"auditd_immutable": true}'
 #: Kernel-global parameters (not per network namespace) that os_hardening sets by default.
 KERNEL_SYSCTLS = {
     "kernel.randomize_va_space": "2",
@@ -55,7 +56,8 @@ def assert_kernel_controls_hold(lab: Lab, audited_command: str) -> None:
     status = lab.ssh(HOST, "sudo auditctl -s").stdout
     assert "enabled 2" in status, status  # rules loaded and locked (immutable) until reboot
     rules = lab.ssh(HOST, "sudo auditctl -l").stdout
-    for expected in ("-w /etc/passwd -p wa", "-w /etc/sudoers -p wa", "init_module", "clock_settime", "mount"):
+    for expected in ("-w /etc/passwd -p wa -k identity", "-w /etc/sudoers -p wa -k scope", "init_module",
+                     "clock_settime", "mount", "key=privileged"):
         assert expected in rules, rules
     # A change to an identity file is recorded by the kernel and found in the audit log.
     lab.ssh(HOST, f"sudo {audited_command} /etc/passwd")
@@ -84,12 +86,13 @@ def reboot(lab: Lab) -> None:
 
 def test_kernel_only_controls_hold_on_a_real_kernel_and_survive_a_reboot(vm_lab: Lab):
     assert KERNEL_ONLY, "the catalog marks no control as needing a real kernel"
-    rc, _, _, out = run_site(vm_lab, "--tags", TAGS)
+    # Immutable audit rules (-e 2) are an option: prove that branch here, where it matters.
+    rc, _, _, out = run_site(vm_lab, "--tags", TAGS, "-e", IMMUTABLE)
     assert rc == 0, out[-4000:]
 
     # The drift check reports these controls compliant here, where containers report them
     # not applicable.
-    proc = carepath("drift", "-i", str(vm_lab.inventory), "--json", "--tags", TAGS)
+    proc = carepath("drift", "-i", str(vm_lab.inventory), "--json", "--tags", TAGS, "-e", IMMUTABLE)
     report = json.loads(proc.stdout)
     results = report["hosts"][HOST]
     assert {c: results[c]["status"] for c in KERNEL_ONLY} == dict.fromkeys(KERNEL_ONLY, "compliant"), proc.stderr[-3000:]

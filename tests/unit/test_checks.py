@@ -70,3 +70,12 @@ def test_spec_validation_names_unknown_sources_and_operators():
     assert "c: unknown source 'kernel'" in problems[0]
     assert "c: y: unknown operator 'roughly'" in problems[1]
     assert checks.validate_spec({"ssh_hardening_port": {"equals": 22}}, nested=False, where="s") == []
+
+
+def test_command_checks_read_the_output_the_module_returns():
+    observed = {"command": {"auditctl -s": {"rc": 0, "stdout": "enabled 1\nfailure 1", "stderr": ""}}}
+    assert checks.evaluate_check({"command": {"auditctl -s": {"contains": ["enabled 1"]}}}, observed) == []
+    assert checks.evaluate_check({"command": {"auditctl -s": {"equals": "enabled 1\nfailure 1"}}}, observed) == []
+    assert checks.evaluate_check({"command": {"auditctl -s": {"contains": ["enabled 2"]}}}, observed) == [
+        "command auditctl -s lacks ['enabled 2']"
+    ]

@@ -89,7 +89,7 @@ def test_run_ids_are_unique_and_sortable():
 
 def test_example_hospital_inventory_is_valid(project):
     hosts = runner.validate_inventory(project, ROOT / "inventories" / "example-hospital", None)
-    assert hosts == ["hl7-engine-01", "hl7-engine-02", "lb-01", "portal-01"]
+    assert hosts == ["hl7-engine-01", "hl7-engine-02", "lb-01", "logs-01", "portal-01"]
     assert runner.validate_inventory(project, ROOT / "inventories" / "example-hospital", "hl7_engines") == [
         "hl7-engine-01", "hl7-engine-02",
     ]

@@ -13,12 +13,13 @@ from carepath.lab import topology
 DEFAULT = Path(__file__).resolve().parents[2] / "src" / "carepath" / "data" / "lab-topology.yml"
 
 
-def test_default_topology_has_one_host_per_release():
+def test_default_topology_has_one_host_per_release_and_a_collector():
     topo = topology.load(DEFAULT)
     assert topo.name == "carepath"
     assert topo.releases == ["bookworm", "trixie"]
     assert topo.network == "carepath-net"
-    assert [topo.container(h) for h in topo.hosts] == ["carepath-bookworm1", "carepath-trixie1"]
+    assert [topo.container(h) for h in topo.hosts] == ["carepath-bookworm1", "carepath-trixie1", "carepath-collector1"]
+    assert [h.name for h in topo.hosts if "log_collectors" in h.groups] == ["collector1"]
 
 
 def test_release_defaults_to_bookworm_and_groups_are_kept():
