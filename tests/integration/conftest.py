@@ -35,18 +35,22 @@ class Lab:
     def port(self, host: str) -> int:
         return int(self._inventory_hosts()[host].get("ansible_port", 22))
 
-    def ssh(self, host: str, command: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, host: str, command: str, *, check: bool = True, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         """Log in to ``host`` over real SSH with the lab's key, as Ansible does."""
         state = STATE / self.name
         argv = [
             "ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "ConnectTimeout=10", "-p", str(self.port(host)), f"carepath@{self.hosts[host]}", command,
+            # A host going down can leave a connection hanging: keep-alives end it.
+            "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+            "-p", str(self.port(host)), f"carepath@{self.hosts[host]}", command,
         ]
         # sshd closes its listening socket for a moment while it re-executes on reload:
         # a connection refused then is retried, anything else is the answer.
         for _ in range(20):
-            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
             if not (proc.returncode == 255 and "Connection refused" in proc.stderr):
                 break
             time.sleep(0.5)

@@ -74,10 +74,14 @@ def assert_kernel_controls_hold(lab: Lab, audited_command: str) -> None:
 
 def reboot(lab: Lab) -> None:
     boot_id = lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
-    lab.ssh(HOST, "sudo systemctl reboot", check=False)
+    # Scheduled a moment ahead, so that this SSH session ends before the guest goes down.
+    lab.ssh(HOST, "sudo systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        proc = lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id", check=False)
+        try:
+            proc = lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id", check=False, timeout=30)
+        except subprocess.TimeoutExpired:
+            continue
         if proc.returncode == 0 and proc.stdout.strip() not in ("", boot_id):
             return
         time.sleep(3)
