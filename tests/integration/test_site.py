@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import BIN, ROOT, carepath, cli_env
-from tests.integration.conftest import Lab
+from tests.integration.conftest import Lab, make_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
 
@@ -172,3 +172,26 @@ def test_every_host_forwards_its_logs_to_the_collector_over_tls(lab: Lab):
         check=False,
     )
     assert "Verification: OK" in handshake.stdout, handshake.stdout
+
+
+def test_guards_refuse_on_a_fresh_host_before_any_role_changes_it(tmp_path):
+    """The preflight play runs every guard before the first role: a fresh host is left untouched."""
+    fresh = make_lab(tmp_path, "cpfresh", [{"name": "fresh1", "release": "bookworm", "groups": ["servers"]}])
+    assert carepath("lab", "up", *fresh.args()).returncode == 0
+    try:
+        before = fresh.ssh("fresh1", "sudo sha256sum /etc/ssh/sshd_config /etc/login.defs; dpkg-query -W | sha256sum").stdout
+        refusals = {
+            '{"ssh_hardening_allow_groups": ["clinicians"], "log_forwarding_collector_host": "fresh1"}':
+                "would be locked out because user 'carepath'",
+            '{"firewall_flows": [{"name": "web", "from": "any", "ports": [443]}], "log_forwarding_collector_host": "fresh1"}':
+                "firewall refuses to load rules on fresh1",
+            "{}": "log_forwarding needs a collector on fresh1",
+        }
+        for extra, message in refusals.items():
+            rc, changed, _, out = run_site(fresh, "-e", extra)
+            assert (rc != 0, changed) == (True, 0), out[-2000:]
+            assert message in out
+        after = fresh.ssh("fresh1", "sudo sha256sum /etc/ssh/sshd_config /etc/login.defs; dpkg-query -W | sha256sum").stdout
+        assert after == before
+    finally:
+        carepath("lab", "down", *fresh.args())
