@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from carepath.errors import CarepathError
 from carepath.lab import tls, vm
 
 
@@ -48,3 +49,13 @@ def test_lab_ca_signs_host_certificates_for_their_names(tmp_path: Path):
     before = cert.read_bytes()
     assert tls.ensure_host(tmp_path, "collector1", ["tt-collector1"])[0].read_bytes() == before
     assert not list(tmp_path.glob("*.csr"))
+
+
+def test_lab_containers_get_the_first_free_fixed_address_from_ten_on():
+    from carepath.lab.lab import free_address
+
+    assert free_address("10.89.1.0/24", "10.89.1.1", set()) == "10.89.1.10"
+    assert free_address("10.89.1.0/24", "10.89.1.1", {"10.89.1.10", "10.89.1.11"}) == "10.89.1.12"
+    assert free_address("10.89.1.0/24", "10.89.1.10", set()) == "10.89.1.11"  # never the gateway
+    with pytest.raises(CarepathError, match="no free address left on 10.89.1.0/29"):
+        free_address("10.89.1.0/29", "10.89.1.1", set())

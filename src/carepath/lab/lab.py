@@ -7,6 +7,7 @@ SSH with a key generated for the lab. Everything a lab makes carries the label
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import subprocess
 import sys
@@ -109,12 +110,25 @@ def _image_id(release: str) -> str:
     return podman.podman("image", "inspect", "--format", "{{.Id}}", images.image_name(release)).strip()
 
 
+def free_address(subnet: str, gateway: str, used: set[str]) -> str:
+    """The first address of ``subnet`` from .10 on that is neither the gateway nor in use."""
+    network = ipaddress.ip_network(subnet)
+    for offset, address in enumerate(network.hosts(), start=1):
+        if offset >= 10 and str(address) != gateway and str(address) not in used:
+            return str(address)
+    raise CarepathError(f"no free address left on {subnet}")
+
+
 def _start_container(topology: Topology, host: LabHost) -> None:
     name = topology.container(host)
-    _say(f"starting {name} (Debian {host.release})")
+    # A fixed address: podman would otherwise hand out a new one on every restart, and the
+    # inventory and known_hosts would go stale.
+    subnet, gateway = podman.network_subnet(topology.network)
+    address = free_address(subnet, gateway, podman.addresses_in_use(topology.network))
+    _say(f"starting {name} (Debian {host.release}, {address})")
     podman.podman(
         "run", "-d", "--name", name, "--hostname", host.name,
-        "--network", topology.network,
+        "--network", topology.network, "--ip", address,
         # Other lab hosts reach it by its inventory name, as hospital hosts reach each other by DNS.
         "--network-alias", host.name,
         "--systemd=always",
@@ -124,6 +138,7 @@ def _start_container(topology: Topology, host: LabHost) -> None:
         "--cap-add", "NET_ADMIN",
         *podman.ulimit_args(),
         "--label", f"{LABEL}={topology.name}", "--label", f"{HOST_LABEL}={host.name}",
+        "--label", f"{podman.ADDRESS_LABEL}={address}",
         images.image_name(host.release), "/sbin/init",
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -71,3 +72,30 @@ def container_ip(name: str, network: str) -> str:
     if not address:
         raise CarepathError(f"container {name} has no address on network {network}")
     return str(address)
+
+
+def network_subnet(name: str) -> tuple[str, str]:
+    """The first IPv4 subnet of a podman network and its gateway."""
+    info = json.loads(podman("network", "inspect", name))[0]
+    for subnet in info.get("subnets") or []:
+        if ":" not in subnet.get("subnet", ""):
+            return str(subnet["subnet"]), str(subnet.get("gateway", ""))
+    raise CarepathError(f"podman network {name} has no IPv4 subnet")
+
+
+def addresses_in_use(network: str) -> set[str]:
+    """IPv4 addresses taken on ``network``: those of its running containers, and those that
+    stopped containers have asked for (the ``carepath.address`` label the lab sets)."""
+    used = set()
+    for info in json.loads(podman("ps", "-a", "--filter", f"network={network}", "--format", "json") or "[]"):
+        label = (info.get("Labels") or {}).get(ADDRESS_LABEL)
+        if label:
+            used.add(label)
+        if info.get("State") == "running":
+            with contextlib.suppress(CarepathError):
+                used.add(container_ip(info["Names"][0], network))
+    return used
+
+
+#: The fixed address a lab container was created with.
+ADDRESS_LABEL = "carepath.address"

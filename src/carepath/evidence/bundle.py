@@ -1,0 +1,100 @@
+"""A run bundle on disk: ``<bundles>/<run id>/{run.json, events.jsonl, bundle.dsse.json}``.
+
+The callback writes run.json and events.jsonl during the run; :func:`seal_bundle` then signs an in-toto
+Statement naming both files by digest, with the chain head and event count as predicate, so cutting events
+off the end is as visible as changing one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from carepath.errors import CarepathError
+from carepath.evidence import schema
+from carepath.evidence.canonical import canonical_bytes
+from carepath.evidence.chain import sha256_hex, walk_chain
+from carepath.evidence.dsse import sign_envelope
+
+RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
+ENVELOPE_FILE = "bundle.dsse.json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://carepath.dev/run-bundle/v1"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a whole file so readers see either the old or the new content, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(bundle_dir: Path, run: Mapping[str, Any]) -> dict[str, Any]:
+    """Write run.json (canonical, with ``format`` set) after checking it against the schema."""
+    record = {**run, "format": schema.FORMAT}
+    problems = schema.validate(record, "run")
+    if problems:
+        raise CarepathError(f"{bundle_dir / RUN_FILE}: not a valid run record: {'; '.join(problems)}")
+    write_atomic(Path(bundle_dir) / RUN_FILE, canonical_bytes(record) + b"\n")
+    return record
+
+
+def statement(run_id: str, run_digest: str, events_digest: str, chain_head: str, event_count: int) -> dict[str, Any]:
+    """The in-toto Statement v1 a bundle's signature covers."""
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {"name": RUN_FILE, "digest": {"sha256": run_digest}},
+            {"name": EVENTS_FILE, "digest": {"sha256": events_digest}},
+        ],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {"run_id": run_id, "chain_head": chain_head, "event_count": event_count},
+    }
+
+
+def seal_bundle(bundle_dir: Path, private_key: Ed25519PrivateKey, *, chain_head: str | None = None,
+                event_count: int | None = None) -> Path:
+    """Sign the bundle: re-read both files, check the chain, write bundle.dsse.json; returns its path.
+
+    ``chain_head``/``event_count`` (from the :class:`EventWriter`) are cross-checked against the file, so a
+    bundle whose events changed between writing and sealing is refused instead of signed.
+    """
+    bundle_dir = Path(bundle_dir)
+    try:
+        run_bytes = (bundle_dir / RUN_FILE).read_bytes()
+        events_bytes = (bundle_dir / EVENTS_FILE).read_bytes()
+    except OSError as exc:
+        raise CarepathError(f"cannot seal {bundle_dir}: {exc.strerror}: {exc.filename}") from None
+    walk = walk_chain(events_bytes, EVENTS_FILE, schema.required("event"))
+    if walk.findings:
+        raise CarepathError(f"{bundle_dir}: refusing to sign a broken event chain: {walk.findings[0]}")
+    if (chain_head is not None and chain_head != walk.head) or (event_count is not None and event_count != walk.count):
+        raise CarepathError(f"{bundle_dir}: events.jsonl changed after it was written "
+                            f"(writer: {event_count} events, file: {walk.count})")
+    try:
+        run = json.loads(run_bytes)
+    except ValueError as exc:
+        raise CarepathError(f"{bundle_dir / RUN_FILE}: not valid JSON: {exc}") from None
+    problems = schema.validate(run, "run")
+    if problems:
+        raise CarepathError(f"{bundle_dir / RUN_FILE}: {'; '.join(problems)}")
+    payload = canonical_bytes(statement(run["run_id"], sha256_hex(run_bytes), sha256_hex(events_bytes), walk.head, walk.count))
+    envelope_path = bundle_dir / ENVELOPE_FILE
+    write_atomic(envelope_path, canonical_bytes(sign_envelope(payload, private_key)) + b"\n")
+    return envelope_path

@@ -1,0 +1,204 @@
+"""Verify a run bundle or a site ledger, reading files only; every corruption becomes a finding, never a traceback.
+
+Order of findings: the envelope first (without a trusted signature nothing else is vouched for), then
+run.json, then events.jsonl line by line, then whole-file digests. ``Report.first`` is the first bad record.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from carepath.evidence import schema
+from carepath.evidence.bundle import ENVELOPE_FILE, EVENTS_FILE, NAME_RE, PREDICATE_TYPE, RUN_FILE, STATEMENT_TYPE
+from carepath.evidence.canonical import CanonicalError, canonical_bytes
+from carepath.evidence.chain import sha256_hex, walk_chain
+from carepath.evidence.dsse import open_envelope
+from carepath.evidence.ledger import LEDGER_FIELDS
+from carepath.evidence.report import Finding, Report
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+BUNDLE_FILES = (ENVELOPE_FILE, RUN_FILE, EVENTS_FILE)
+
+
+def _read(path: Path) -> bytes | OSError:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return exc
+
+
+def _loads(data: bytes) -> tuple[Any, str | None]:
+    try:
+        return json.loads(data), None
+    except (ValueError, RecursionError) as exc:
+        return None, f"not valid JSON ({str(exc)[:80]})"
+
+
+def verify_bundle(bundle_dir: Path, trusted_public_keys: Iterable[Ed25519PublicKey], *, check_dir_name: bool = True) -> Report:
+    """Verify one bundle directory against pinned public keys.
+
+    With ``check_dir_name`` the run id must equal the directory name, so a whole bundle copied over another
+    one is caught even without the ledger.
+    """
+    bundle_dir = Path(bundle_dir)
+    files = {name: _read(bundle_dir / name) for name in BUNDLE_FILES}
+    return verify_bundle_files(files, trusted_public_keys, subject=str(bundle_dir),
+                               expected_run_id=bundle_dir.name if check_dir_name else None)
+
+
+def _statement_problems(statement: Any) -> list[str]:
+    if not isinstance(statement, dict):
+        return ["the signed payload is not a JSON object"]
+    problems = []
+    if statement.get("_type") != STATEMENT_TYPE:
+        problems.append(f"_type is {statement.get('_type')!r}, expected {STATEMENT_TYPE!r}")
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        problems.append(f"predicateType is {statement.get('predicateType')!r}, expected {PREDICATE_TYPE!r}")
+    subjects = statement.get("subject")
+    names = sorted(str(s.get("name")) for s in subjects if isinstance(s, dict)) if isinstance(subjects, list) else None
+    if names != sorted([RUN_FILE, EVENTS_FILE]) or not all(
+        isinstance(s.get("digest"), dict) and HEX64.match(str(s["digest"].get("sha256", ""))) for s in subjects
+    ):
+        problems.append(f"subject must name {RUN_FILE} and {EVENTS_FILE} once each with a sha256 digest")
+    predicate = statement.get("predicate")
+    if not (isinstance(predicate, dict) and isinstance(predicate.get("run_id"), str)
+            and HEX64.match(str(predicate.get("chain_head", "")))
+            and type(predicate.get("event_count")) is int and predicate["event_count"] >= 0):
+        problems.append("predicate must carry run_id, chain_head (sha256 hex) and event_count (integer >= 0)")
+    return problems
+
+
+def verify_bundle_files(files: Mapping[str, bytes | OSError | None], trusted_public_keys: Iterable[Ed25519PublicKey], *,
+                        subject: str = "bundle", expected_run_id: str | None = None) -> Report:
+    """Verify a bundle given its files' bytes (or the error reading each); the core of :func:`verify_bundle`."""
+    report = Report(subject)
+    add = report.findings.append
+    data: dict[str, bytes] = {}
+    for name in BUNDLE_FILES:
+        content = files.get(name)
+        if isinstance(content, bytes):
+            data[name] = content
+        else:
+            reason = content.strerror if isinstance(content, OSError) else "not present"
+            add(Finding(name, "file.missing", f"cannot read the file: {reason}"))
+
+    # 1. The envelope: canonical bytes, a pinned key's signature, a well-formed statement.
+    predicate: dict[str, Any] | None = None
+    digests: dict[str, str] = {}
+    if ENVELOPE_FILE in data:
+        envelope, error = _loads(data[ENVELOPE_FILE])
+        if error:
+            add(Finding(ENVELOPE_FILE, "envelope.json", error))
+        else:
+            try:
+                canonical = canonical_bytes(envelope) + b"\n" == data[ENVELOPE_FILE]
+            except CanonicalError:
+                canonical = False
+            if not canonical:
+                add(Finding(ENVELOPE_FILE, "envelope.bytes", "bytes differ from the canonical form written at sealing: edited"))
+            payload, kid, findings = open_envelope(envelope, trusted_public_keys)
+            for code, problem in findings:
+                add(Finding(ENVELOPE_FILE, code, problem))
+            if payload is not None:
+                report.facts["keyid"] = kid
+                statement, error = _loads(payload)
+                problems = [error] if error else _statement_problems(statement)
+                for problem in problems:
+                    add(Finding(ENVELOPE_FILE, "statement", f"signed statement: {problem}"))
+                if not problems:
+                    predicate = statement["predicate"]
+                    digests = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+                    report.facts.update(run_id=predicate["run_id"], event_count=predicate["event_count"],
+                                        chain_head=predicate["chain_head"])
+
+    # 2. run.json: signed digest, schema, and the same run id as the signature and the directory.
+    if RUN_FILE in data:
+        if digests and sha256_hex(data[RUN_FILE]) != digests[RUN_FILE]:
+            add(Finding(RUN_FILE, "digest", "sha256 does not match the signed subject digest: the file was changed"))
+        run, error = _loads(data[RUN_FILE])
+        if error:
+            add(Finding(RUN_FILE, "run.json", error))
+        else:
+            for problem in schema.validate(run, "run"):
+                add(Finding(RUN_FILE, "schema", problem))
+            run_id = run.get("run_id") if isinstance(run, dict) else None
+            if predicate is not None and run_id != predicate["run_id"]:
+                add(Finding(RUN_FILE, "run_id", f"run_id {run_id!r} differs from the signed run_id {predicate['run_id']!r}"))
+            if expected_run_id is not None and run_id != expected_run_id:
+                add(Finding(RUN_FILE, "run_id", f"run_id {run_id!r} but the bundle directory is {expected_run_id!r}: "
+                                                "a bundle was copied or replaced"))
+
+    # 3. events.jsonl: every line's seq and prev, then count and head against the signature.
+    if EVENTS_FILE in data:
+        walk = walk_chain(data[EVENTS_FILE], EVENTS_FILE, schema.required("event"),
+                          signed_count=predicate["event_count"] if predicate else None,
+                          signed_head=predicate["chain_head"] if predicate else None)
+        report.findings.extend(walk.findings)
+        if digests and sha256_hex(data[EVENTS_FILE]) != digests[EVENTS_FILE]:
+            add(Finding(EVENTS_FILE, "digest", "sha256 does not match the signed subject digest: the file was changed"))
+        report.facts.setdefault("event_count", walk.count)
+    return report
+
+
+def verify_ledger(ledger_path: Path, bundles_dir: Path,
+                  trusted_public_keys: Iterable[Ed25519PublicKey] | None = None) -> Report:
+    """Verify a site ledger: chain continuity, and every listed bundle present with the recorded digest.
+
+    With ``trusted_public_keys`` each listed bundle is also verified in full. Sealed bundles in
+    ``bundles_dir`` that the ledger does not list are reported too (a ledger cut short at the end).
+    """
+    ledger_path, bundles_dir = Path(ledger_path), Path(bundles_dir)
+    name = ledger_path.name
+    report = Report(str(ledger_path))
+    raw = _read(ledger_path)
+    if isinstance(raw, OSError):
+        report.findings.append(Finding(name, "file.missing", f"cannot read the ledger: {raw.strerror}"))
+        return report
+    keys = list(trusted_public_keys) if trusted_public_keys is not None else None
+    entry_findings: list[Finding] = []
+    deep: list[Finding] = []
+    listed: dict[str, int] = {}
+
+    def check_entry(lineno: int, entry: dict[str, Any]) -> None:
+        seq = lineno - 1
+        bundle, digest = entry.get("bundle"), entry.get("bundle_digest")
+        if not isinstance(bundle, str) or not NAME_RE.match(bundle):
+            entry_findings.append(Finding(name, "ledger.bundle", f"bundle {bundle!r} is not a plain bundle name", lineno, seq))
+            return
+        if bundle in listed:
+            entry_findings.append(Finding(name, "ledger.duplicate", f"bundle {bundle} is listed again (first on line "
+                                          f"{listed[bundle]})", lineno, seq))
+            return
+        listed[bundle] = lineno
+        envelope = _read(bundles_dir / bundle / ENVELOPE_FILE)
+        if isinstance(envelope, OSError):
+            entry_findings.append(Finding(name, "ledger.missing", f"bundle {bundle} is listed but its {ENVELOPE_FILE} cannot "
+                                          f"be read ({envelope.strerror}): removed?", lineno, seq))
+            return
+        actual = sha256_hex(envelope)
+        if actual != digest:
+            entry_findings.append(Finding(name, "ledger.digest", f"bundle {bundle}: {ENVELOPE_FILE} has sha256 {actual[:16]}... "
+                                          f"but the ledger recorded {str(digest)[:16]}...: replaced or re-signed", lineno, seq))
+            return
+        if keys is not None:
+            sub = verify_bundle(bundles_dir / bundle, keys)
+            deep.extend(Finding(f"{bundle}/{f.file}", f.code, f.message, f.line, f.seq) for f in sub.findings)
+
+    walk = walk_chain(raw, name, LEDGER_FIELDS, on_record=check_entry)
+    report.findings = sorted([*walk.findings, *entry_findings], key=lambda f: (f.line is None, f.line or 0)) + deep
+    try:
+        sealed = sorted(p.parent.name for p in bundles_dir.glob(f"*/{ENVELOPE_FILE}"))
+    except OSError:
+        sealed = []
+    for bundle in sealed:
+        if bundle not in listed:
+            report.findings.append(Finding(f"{bundle}/{ENVELOPE_FILE}", "ledger.unlisted",
+                                           "a sealed bundle the ledger does not list: the ledger was cut short or edited"))
+    report.facts.update(entries=walk.count, head=walk.head)
+    return report
