@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -79,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--playbook", default="site", help="playbook to check (default: site)")
     drift.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     drift.add_argument("--all", action="store_true", help="list compliant controls too")
+
+    evidence = commands.add_parser("evidence", help="audit evidence: signing keys, offline verification")
+    ev_commands = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    keygen = ev_commands.add_parser("keygen", help="create an ed25519 signing key pair (private key mode 0600)")
+    keygen.add_argument(
+        "--key", type=Path, default=None,
+        help="private key path (default: .carepath/evidence/signing.key; never inside the repository)",
+    )
+    verify = ev_commands.add_parser(
+        "verify", help="verify a run bundle or a site ledger offline, against pinned public keys",
+        description="Exit 0 when everything verifies; 1 with the first bad record named otherwise.",
+    )
+    verify.add_argument("target", type=Path, help="a run bundle directory, or a ledger file with --bundles")
+    verify.add_argument("--key", type=Path, action="append", required=True, help="a trusted public key (repeatable)")
+    verify.add_argument("--bundles", type=Path, help="the directory of bundles a ledger lists (verifies a ledger)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
     ctl = commands.add_parser("controls", help="the control catalog: list, or sync what is derived from it")
     ctl_commands = ctl.add_subparsers(dest="controls_command", required=True, metavar="ACTION")
@@ -185,6 +202,26 @@ def _cmd_drift(project: Project, args: argparse.Namespace) -> int:
     return 1 if report["summary"]["drifted"] or report["summary"]["failed"] or report["summary"]["unreachable"] else 0
 
 
+def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
+    from carepath import evidence
+
+    if args.evidence_command == "keygen":
+        private = args.key or project.state_dir / "evidence" / "signing.key"
+        public = private.with_suffix(".pub")
+        kid = evidence.generate_keypair(private, public)
+        print(f"signing key: {private} (keep it private; mode 0600)")
+        print(f"public key:  {public} (pin it where bundles are verified)")
+        print(f"key id:      {kid}")
+        return 0
+    keys = [evidence.load_public_key(path) for path in args.key]
+    if args.bundles is not None:
+        report = evidence.verify_ledger(args.target, args.bundles, keys)
+    else:
+        report = evidence.verify_bundle(args.target, keys)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else str(report))
+    return 0 if report.ok else 1
+
+
 def _cmd_controls(project: Project, args: argparse.Namespace) -> int:
     from carepath import controls
 
@@ -205,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         project = Project.discover()
-        handlers = {"lab": _cmd_lab, "run": _cmd_run, "drift": _cmd_drift, "controls": _cmd_controls}
+        handlers = {
+            "lab": _cmd_lab, "run": _cmd_run, "drift": _cmd_drift, "controls": _cmd_controls, "evidence": _cmd_evidence,
+        }
         return handlers[args.command](project, args)
     except CarepathError as exc:
         print(f"carepath: error: {exc}", file=sys.stderr)
