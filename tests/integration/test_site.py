@@ -158,7 +158,8 @@ def test_every_host_forwards_its_logs_to_the_collector_over_tls(lab: Lab):
         lab.ssh(host, f"logger -p authpriv.notice -t carepath-e2e {token}")
     waiting = dict(tokens)
     for _ in range(60):
-        received = lab.ssh(collector, "sudo cat /var/log/carepath/remote/*/*.log", check=False).stdout
+        # The glob is expanded by root: the lab user cannot list the collector's directories.
+        received = lab.ssh(collector, "sudo sh -c 'cat /var/log/carepath/remote/*/*.log'", check=False).stdout
         waiting = {h: t for h, t in waiting.items() if t not in received}
         if not waiting:
             break
