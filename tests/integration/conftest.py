@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from carepath.lab.lab import LabFiles, ssh_argv
 from tests.conftest import ROOT, carepath
 
 STATE = ROOT / ".carepath" / "lab"
@@ -39,14 +40,8 @@ class Lab:
         self, host: str, command: str, *, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         """Log in to ``host`` over real SSH with the lab's key, as Ansible does."""
-        state = STATE / self.name
-        argv = [
-            "ssh", "-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            # A host going down can leave a connection hanging: keep-alives end it.
-            "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-            "-p", str(self.port(host)), f"carepath@{self.hosts[host]}", command,
-        ]
+        files = LabFiles(state=STATE / self.name, inventory_dir=self.inventory)
+        argv = ssh_argv(files, self.hosts[host], command, port=self.port(host))
         # sshd closes its listening socket for a moment while it re-executes on reload:
         # a connection refused then is retried, anything else is the answer.
         for _ in range(20):

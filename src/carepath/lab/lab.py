@@ -179,7 +179,9 @@ def ssh_argv(files: LabFiles, address: str, *command: str, port: int = 22) -> li
     return [
         "ssh", "-i", str(files.key), "-p", str(port),
         "-o", f"UserKnownHostsFile={files.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-        "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes",
+        # A host going down (a VM rebooting) can leave a connection hanging: keep-alives end it.
+        "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
         f"{images.ADMIN_USER}@{address}", *command,
     ]
 
