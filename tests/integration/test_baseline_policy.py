@@ -93,4 +93,4 @@ def test_an_exception_is_applied_and_reported_and_an_expired_one_is_refused(lab:
     assert "switches off CP-SSH-12" in out
 
     assert run_site(lab)[0] == 0
-    assert all("maxauthtries 4" in lab.ssh(h, "sudo /usr/sbin/sshd -T").stdout for h in lab.hosts)
+    assert all("maxauthtries 3" in lab.ssh(h, "sudo /usr/sbin/sshd -T").stdout for h in lab.hosts)

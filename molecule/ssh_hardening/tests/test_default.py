@@ -40,13 +40,13 @@ def test_authentication_settings(sshd):
     assert sshd["passwordauthentication"] == "no"
     assert sshd["kbdinteractiveauthentication"] == "no"
     assert sshd["permitemptypasswords"] == "no"
-    assert sshd["maxauthtries"] == "3"
+    assert sshd["maxauthtries"] == "2"
     assert sshd["allowgroups"] == "sshusers"
 
 
 def test_idle_timeout_and_forwarding(sshd):
     assert sshd["clientaliveinterval"] == "240"
-    assert sshd["clientalivecountmax"] == "3"
+    assert sshd["clientalivecountmax"] == "2"
     assert sshd["allowtcpforwarding"] == "no"
     assert sshd["x11forwarding"] == "no"
     assert sshd["loglevel"] == "VERBOSE"
