@@ -4,8 +4,9 @@
 framework references. From it ``sync`` derives, never by hand:
 
 - the ``cp_*`` tags of each role feature in ``roles/<role>/tasks/main.yml``;
-- ``roles/<role>/tasks/audit.yml``: one ``<ID> | AUDIT | <title>`` task per control, tagged
-  ``cp_ssh_05``, ``cis_5_1_20``, ``hipaa_164_312_d``, ``nist_ia_2``;
+- ``roles/<role>/tasks/audit.yml``: one observe task and one check task per role, listing
+  every control with its check and its tags (``cp_ssh_05``, ``cis_5_1_20``,
+  ``hipaa_164_312_d``, ``nist_ia_2``), which select controls on tagged runs;
 - ``roles/CONTROLS.md``: the control table for auditors;
 - the variables and controls tables of each role's README (see :mod:`carepath.docs`).
 """
@@ -51,10 +52,6 @@ class Control:
             + [_tag("hipaa", h) for h in self.hipaa]
             + [_tag("nist", n) for n in self.nist]
         )
-
-    @property
-    def audit_name(self) -> str:
-        return f"{self.id} | AUDIT | {self.title}"
 
 
 def _tag(prefix: str, ref: str) -> str:
@@ -128,27 +125,40 @@ def audit_tasks(role: str, controls: list[Control]) -> str:
     all_tags: list[str] = []
     for control in mine:
         all_tags += [t for t in control.tags if t not in all_tags]
+    entries: list[dict[str, Any]] = []
+    for control in mine:
+        entry: dict[str, Any] = {"id": control.id, "title": control.title, "check": control.check,
+                                 "tags": control.tags}
+        if control.container == "unsupported":
+            entry["container"] = "unsupported"
+        entries.append(entry)
     tasks: list[dict[str, Any]] = [
         {
             "name": f"Audit | Observe what the controls of {role} are checked against",
             "carepath_observe": _observe_args(mine),
             "register": register,
             "tags": all_tags,
-        }
+        },
+        {
+            "name": audit_task_name(role),
+            "carepath_control": {
+                "role": role,
+                "observed": f"{{{{ {register}.observed }}}}",
+                "exceptions": "{{ carepath_exceptions | default([]) }}",
+                "container": "{{ 'container' in ansible_facts['virtualization_tech_guest'] | default([]) }}",
+                "controls": entries,
+            },
+            "tags": all_tags,
+        },
     ]
-    for control in mine:
-        args: dict[str, Any] = {
-            "id": control.id,
-            "check": control.check,
-            "observed": f"{{{{ {register}.observed }}}}",
-            "exceptions": "{{ carepath_exceptions | default([]) }}",
-        }
-        if control.container == "unsupported":
-            args["container"] = "{{ 'container' in ansible_facts['virtualization_tech_guest'] | default([]) }}"
-        tasks.append({"name": control.audit_name, "carepath_control": args, "tags": control.tags})
     body = yaml.dump(tasks, Dumper=_IndentedDumper, sort_keys=False, width=120, default_flow_style=False)
-    return "---\n" + GENERATED + "# Checks the observed state of each control; in check mode a drifted control reports\n" \
-        "# 'changed', after enforcement it fails. Excepted controls are skipped and say so.\n" + body
+    return "---\n" + GENERATED + "# Checks every control of the role in one call (see plugins/action/carepath_control.py):\n" \
+        "# in check mode a drifted control reports 'changed', after enforcement it fails; excepted\n" \
+        "# controls are reported as excepted; a tagged run checks only the controls it selects.\n" + body
+
+
+def audit_task_name(role: str) -> str:
+    return f"Audit | Check the controls of {role}"
 
 
 class _IndentedDumper(yaml.SafeDumper):

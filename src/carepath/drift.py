@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carepath import controls
+
 STATUSES = ("compliant", "drifted", "excepted", "not_applicable", "failed", "unreachable")
 
 
@@ -30,13 +32,11 @@ def read_events(artifact_dir: Path) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e.get("counter", 0))
 
 
-def _control_id(task_name: str) -> str | None:
-    head = task_name.split(" | ", 1)[0].strip()
-    return head if head.startswith("CP-") else None
+AUDIT_TASK = "Audit | Check the controls of "
 
 
 def collect(events: Iterable[dict[str, Any]]) -> list[ControlResult]:
-    """One result per (host, control) from audit task events; hosts that were not reached are marked."""
+    """One result per (host, control) from the audit tasks' events; unreachable hosts are marked."""
     results: dict[tuple[str, str], ControlResult] = {}
     unreachable: set[str] = set()
     for event in events:
@@ -47,18 +47,23 @@ def collect(events: Iterable[dict[str, Any]]) -> list[ControlResult]:
             continue
         if event.get("event") not in ("runner_on_ok", "runner_on_failed", "runner_on_skipped") or not host:
             continue
-        res = data.get("res") or {}
-        report = res.get("carepath_control")
-        control = (report or {}).get("id") or _control_id(data.get("task", ""))
-        if not control or " | AUDIT | " not in data.get("task", ""):
+        if not data.get("task", "").startswith(AUDIT_TASK):
             continue
-        if report:
-            result = ControlResult(host, control, report["status"], list(report.get("problems") or []),
-                                   report.get("exception"))
-        else:  # the audit itself failed (e.g. an invalid exception) or was skipped by a condition
-            status = "failed" if event["event"] == "runner_on_failed" else "not_applicable"
-            result = ControlResult(host, control, status, [str(res.get("msg", ""))] if res.get("msg") else [])
-        results[(host, control)] = result
+        res = data.get("res") or {}
+        if event["event"] == "runner_on_skipped":  # the role is switched off on this host
+            role = data["task"].removeprefix(AUDIT_TASK)
+            for control in (c for c in controls.load() if c.role == role):
+                results[(host, control.id)] = ControlResult(host, control.id, "not_applicable",
+                                                            [f"{role} is switched off on this host"])
+            continue
+        reports = res.get("carepath_controls")
+        if reports is None:  # the check could not run at all (e.g. a bad argument)
+            role = data["task"].removeprefix(AUDIT_TASK)
+            results[(host, role)] = ControlResult(host, role, "failed", [str(res.get("msg", "the check failed"))])
+            continue
+        for report in reports:
+            results[(host, report["id"])] = ControlResult(
+                host, report["id"], report["status"], list(report.get("problems") or []), report.get("exception"))
     for host in sorted(unreachable):
         results[(host, "*")] = ControlResult(host, "*", "unreachable")
     return sorted(results.values(), key=lambda r: (r.host, r.control))
@@ -69,7 +74,7 @@ def failures(events: Iterable[dict[str, Any]]) -> list[str]:
     found = []
     for event in events:
         data = event.get("event_data") or {}
-        if event.get("event") == "runner_on_failed" and " | AUDIT | " not in data.get("task", ""):
+        if event.get("event") == "runner_on_failed" and not data.get("task", "").startswith(AUDIT_TASK):
             found.append(f"{data.get('host')}: {(data.get('res') or {}).get('msg', 'failed')}")
     return found
 

@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-from carepath import drift
+from carepath import controls, drift
 
 
 def event(kind: str, host: str, task: str, res: dict | None = None) -> dict:
     return {"event": kind, "event_data": {"host": host, "task": task, "res": res or {}}}
 
 
+SSH = "Audit | Check the controls of ssh_hardening"
+
+
+def report(ident: str, status: str, problems: list[str] | None = None, **extra: object) -> dict:
+    return {"id": ident, "title": "t", "status": status, "problems": problems or [], "exception": None, **extra}
+
+
 EVENTS = [
     event("runner_on_ok", "web1", "Write the sshd configuration", {"changed": True}),
-    event("runner_on_ok", "web1", "CP-SSH-05 | AUDIT | SSH password authentication is disabled",
-          {"carepath_control": {"id": "CP-SSH-05", "status": "drifted", "problems": ["sshd passwordauthentication is 'yes'"]}}),
-    event("runner_on_ok", "web1", "CP-SSH-06 | AUDIT | Root cannot log in over SSH",
-          {"carepath_control": {"id": "CP-SSH-06", "status": "compliant", "problems": []}}),
-    event("runner_on_ok", "db1", "CP-SSH-05 | AUDIT | SSH password authentication is disabled",
-          {"carepath_control": {"id": "CP-SSH-05", "status": "excepted", "problems": [],
-                                "exception": {"owner": "ops@x", "expires": "2027-01-31", "reason": "legacy analyser"}}}),
-    event("runner_on_failed", "db1", "CP-SSH-06 | AUDIT | Root cannot log in over SSH", {"msg": "exception expired"}),
+    event("runner_on_ok", "web1", SSH, {"changed": True, "carepath_controls": [
+        report("CP-SSH-05", "drifted", ["sshd passwordauthentication is 'yes'"]),
+        report("CP-SSH-06", "compliant"),
+    ]}),
+    event("runner_on_failed", "db1", SSH, {"msg": "exception expired", "carepath_controls": [
+        report("CP-SSH-05", "excepted",
+               exception={"owner": "ops@x", "expires": "2027-01-31", "reason": "legacy analyser"}),
+        report("CP-SSH-06", "failed", ["exception expired"]),
+    ]}),
     event("runner_on_failed", "mail1", "Policy gate | Refuse invalid exceptions", {"msg": "The policy gate refuses mail1"}),
     event("runner_on_unreachable", "lost1", "Gathering Facts"),
 ]
+
+
+def test_a_role_switched_off_reports_each_of_its_controls_as_not_applicable():
+    results = drift.collect([event("runner_on_skipped", "web1", "Audit | Check the controls of time_sync")])
+    assert {r.control for r in results} == {c.id for c in controls.load() if c.role == "time_sync"}
+    assert {r.status for r in results} == {"not_applicable"}
 
 
 def test_collect_one_result_per_host_and_control():

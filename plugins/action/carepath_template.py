@@ -1,0 +1,58 @@
+# Copyright: carepath contributors
+# Apache License 2.0 (see LICENSE)
+"""Render a template on the controller like ansible.builtin.template; write it in one module run.
+
+The rendering is the builtin action's (same search path, template variables and Jinja
+settings); only the transfer differs: the rendered text goes to the ``carepath_template``
+module, which compares, validates and writes it in the same run (see its DOCUMENTATION).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.plugins.action import ActionBase
+from ansible.template import trust_as_template
+
+try:  # the variables ansible.builtin.template adds (ansible_managed, template_path, ...)
+    from ansible._internal._templating._template_vars import generate_ansible_template_vars
+except ImportError:  # pragma: no cover - older ansible-core
+    from ansible.template import generate_ansible_template_vars
+
+
+class ActionModule(ActionBase):
+    """Render ``src`` with the task's variables and hand the text to the module."""
+
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset({"src", "content", "dest", "owner", "group", "mode", "validate", "directory_mode"})
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        if not args.get("dest") or ("src" in args) == ("content" in args):
+            raise AnsibleActionFail("dest is required, and exactly one of src and content")
+        if "content" in args:  # already templated as a task argument
+            result.update(self._execute_module(module_name="carepath_template", module_args=args,
+                                               task_vars=task_vars))
+            return result
+        try:
+            source = self._find_needle("templates", args["src"])
+        except AnsibleError as err:
+            raise AnsibleActionFail(str(err)) from err
+
+        searchpath = [*task_vars.get("ansible_search_path", []), self._loader._basedir, os.path.dirname(source)]
+        searchpath = [q for p in searchpath for q in (os.path.join(p, "templates"), p)]
+        template_vars = dict(task_vars)
+        template_vars.update(generate_ansible_template_vars(
+            path=args["src"], fullpath=source, dest_path=args["dest"],
+            include_ansible_managed="ansible_managed" not in template_vars,
+        ))
+        templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=template_vars)
+        text = templar.template(trust_as_template(self._loader.get_text_file_contents(source)),
+                                escape_backslashes=False, overrides={"trim_blocks": True})
+        module_args = {**args, "content": text or ""}
+        result.update(self._execute_module(module_name="carepath_template", module_args=module_args,
+                                           task_vars=task_vars))
+        return result

@@ -1,0 +1,169 @@
+#!/usr/bin/python
+# Copyright: carepath contributors
+# Apache License 2.0 (see LICENSE)
+"""Write a file rendered from a template on the controller, in one module run."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: carepath_template
+short_description: Render a template and write it, checked and validated, in one round trip
+description:
+  - Renders a Jinja2 template on the controller, exactly as M(ansible.builtin.template) does
+    (same search path, C(ansible_managed), C(trim_blocks)), then compares, validates and writes
+    it on the host in a single module run.
+  - M(ansible.builtin.template) needs two module runs even when nothing changes (a C(stat)
+    for the checksum, then the C(file) module for owner and mode); a baseline of some thirty
+    configuration files spends most of its re-run time there.
+  - The file is written atomically, after O(validate) has accepted a temporary copy.
+version_added: "0.1.0"
+author: carepath contributors
+options:
+  src:
+    description:
+      - Template file, looked up in the role's C(templates/) like M(ansible.builtin.template).
+      - Exactly one of O(src) and O(content).
+    type: path
+  content:
+    description: The text of the file, for short files written inline (templated like any task argument).
+    type: str
+  dest:
+    description: Absolute path of the file on the host.
+    type: path
+    required: true
+  directory_mode:
+    description:
+      - Create the directory of O(dest), owned by root, with this mode when it does not exist
+        (a drop-in directory such as C(/etc/modprobe.d)). Without it a missing directory is an error.
+    type: str
+  owner:
+    description: Owner of the file.
+    type: str
+    default: root
+  group:
+    description: Group of the file.
+    type: str
+    default: root
+  mode:
+    description: Mode of the file, as an octal string such as C("0644").
+    type: str
+    required: true
+  validate:
+    description:
+      - Command that must succeed on the new content before it replaces O(dest); C(%s) is the path of
+        the temporary copy. Split like a shell would, never run through one.
+    type: str
+notes:
+  - Supports check mode and diff mode. In check mode a file whose directory does not exist yet
+    reports as changed.
+  - The module side receives the rendered text as its C(content) argument; do not render secrets
+    with it (use M(ansible.builtin.copy) with C(no_log)).
+"""
+
+EXAMPLES = r"""
+- name: Write the chrony configuration
+  carepath_template:
+    src: chrony.conf.j2
+    dest: /etc/chrony/chrony.conf
+    mode: "0644"
+    validate: chronyd -p -f %s
+  notify: Restart chrony
+"""
+
+RETURN = r"""
+dest:
+  description: The file written or checked.
+  returned: always
+  type: str
+checksum:
+  description: SHA-1 of the rendered content (as M(ansible.builtin.template) reports it).
+  returned: always
+  type: str
+"""
+
+import hashlib
+import os
+import shlex
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "content": {"type": "str", "required": True},
+            "dest": {"type": "path", "required": True},
+            "owner": {"type": "str", "default": "root"},
+            "group": {"type": "str", "default": "root"},
+            "mode": {"type": "str", "required": True},
+            "validate": {"type": "str"},
+            "directory_mode": {"type": "str"},
+            # Kept for the action plugin's messages only.
+            "src": {"type": "str"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    dest = params["dest"]
+    wanted = params["content"].encode("utf-8")
+    result = {"changed": False, "dest": dest, "checksum": hashlib.sha1(wanted).hexdigest()}
+
+    if os.path.islink(dest):
+        module.fail_json(msg=f"{dest} is a symbolic link; carepath does not write through links", **result)
+    try:
+        with open(dest, "rb") as handle:
+            current = handle.read()
+    except FileNotFoundError:
+        current = None
+    except OSError as err:
+        module.fail_json(msg=f"cannot read {dest}: {err.strerror}", **result)
+
+    attrs = {"path": dest, "owner": params["owner"], "group": params["group"], "mode": params["mode"],
+             "secontext": None, "attributes": None}
+    if current == wanted:
+        result["changed"] = module.set_fs_attributes_if_different(attrs, False)
+        module.exit_json(**result)
+
+    result["changed"] = True
+    if module._diff:
+        result["diff"] = {
+            "before": "" if current is None else current.decode("utf-8", "replace"),
+            "after": params["content"],
+            "before_header": dest if current is not None else "(absent)",
+            "after_header": dest,
+        }
+    directory = os.path.dirname(dest)
+    if module.check_mode:
+        module.exit_json(**result)
+    if not os.path.isdir(directory):
+        if not params["directory_mode"]:
+            module.fail_json(msg=f"the directory of {dest} does not exist", **result)
+        os.makedirs(directory, exist_ok=True)
+        os.chmod(directory, int(params["directory_mode"], 8))
+
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".carepath-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(wanted)
+        tmp_attrs = dict(attrs, path=tmp)
+        module.set_fs_attributes_if_different(tmp_attrs, True)
+        if params["validate"]:
+            if "%s" not in params["validate"]:
+                module.fail_json(msg="validate must contain %s (the path of the new content)", **result)
+            argv = [tmp if word == "%s" else word.replace("%s", tmp) for word in shlex.split(params["validate"])]
+            rc, out, err = module.run_command(argv)
+            if rc != 0:
+                module.fail_json(msg=f"{dest} was not changed: the new content fails validation "
+                                     f"({params['validate']}): {(err or out).strip()}", rc=rc, **result)
+        module.atomic_move(tmp, dest, unsafe_writes=False, keep_dest_attrs=False)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    module.set_fs_attributes_if_different(attrs, True)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
