@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = ev_commands.add_parser("keygen", help="create an ed25519 signing key pair (private key mode 0600)")
     keygen.add_argument(
         "--key", type=Path, default=None,
-        help="private key path (default: .carepath/evidence/signing.key; never inside the repository)",
+        help="private key path (default: .carepath/keys/evidence.key; never inside the repository)",
     )
     verify = ev_commands.add_parser(
         "verify", help="verify a run bundle or a site ledger offline, against pinned public keys",
@@ -124,6 +124,12 @@ def _cmd_lab(project: Project, args: argparse.Namespace) -> int:
     if args.lab_command == "up":
         states = lab.up(topo, files, rebuild_images=args.rebuild_images)
         _print_hosts(states)
+        if not project.evidence_key.exists():
+            from carepath import evidence
+
+            kid = evidence.generate_keypair(project.evidence_key, project.evidence_key.with_suffix(".pub"))
+            print(f"evidence signing key for lab runs: {project.evidence_key} (key id {kid}); "
+                  "production sites make their own with `carepath evidence keygen`")
         return 0
     if args.lab_command == "status":
         states = lab.status(topo, files)
@@ -206,7 +212,7 @@ def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
     from carepath import evidence
 
     if args.evidence_command == "keygen":
-        private = args.key or project.state_dir / "evidence" / "signing.key"
+        private = args.key or project.evidence_key
         public = private.with_suffix(".pub")
         kid = evidence.generate_keypair(private, public)
         print(f"signing key: {private} (keep it private; mode 0600)")

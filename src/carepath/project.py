@@ -72,6 +72,11 @@ class Project:
         return Path(os.environ.get("CAREPATH_STATE_DIR", self.root / ".carepath"))
 
     @property
+    def evidence_key(self) -> Path:
+        """The default evidence signing key (ansible.cfg [carepath_evidence] signing_key)."""
+        return self.state_dir / "keys" / "evidence.key"
+
+    @property
     def runs_dir(self) -> Path:
         return self.state_dir / "runs"
 

@@ -149,7 +149,8 @@ def run(project: Project, request: RunRequest) -> RunResult:
         cmdline=shlex.join(cmdline(request)),
         limit=request.limit,
         verbosity=request.verbosity or None,
-        envvars=_ansible_env(project),
+        # The evidence bundle takes the runner's id, so bundle and artifacts name each other.
+        envvars={**_ansible_env(project), "CAREPATH_RUN_ID": run_id},
         # Inputs are never written to env/ (they could hold secrets and would leak into
         # later runs); the project's own fact cache is used, not a per-run one.
         suppress_env_files=True,

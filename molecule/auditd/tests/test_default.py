@@ -85,7 +85,8 @@ def test_every_rule_group_is_written(host):
         "-w /var/log/sudo.log -p wa -k sudo_log_file",
         "-a always,exit -F arch=b32 -S clock_settime -F a0=0x0 -k time-change",
         "-a always,exit -F arch=b64 -S sethostname,setdomainname -k system-locale",
-        "-a always,exit -F arch=b64 -S creat,open,openat,truncate,ftruncate -F exit=-EPERM -F auid>=1000 -F auid!=unset -k access",
+        "-a always,exit -F arch=b64 -S creat,open,openat,truncate,ftruncate -F exit=-EPERM -F auid>=1000 "
+        "-F auid!=unset -k access",
         "-a always,exit -F arch=b32 -S chown,fchown,lchown,fchownat -F auid>=1000 -F auid!=unset -k perm_mod",
         "-a always,exit -F arch=b64 -S mount -F auid>=1000 -F auid!=unset -k mounts",
         "-w /var/log/wtmp -p wa -k session",

@@ -1,0 +1,175 @@
+# Copyright: carepath contributors
+# Apache License 2.0 (see LICENSE)
+"""Record every run as a signed, hash-chained evidence bundle (carepath.evidence.recorder)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: carepath_evidence
+type: aggregate
+short_description: Audit evidence for every run - hash-chained events, signed bundle, site ledger
+description:
+  - Writes one bundle per playbook run under O(evidence_dir)/<site>/bundles/<run id>/ - events.jsonl
+    (one redacted record per task result, each chained to the previous by SHA-256), run.json (who,
+    what, where, under which change ticket, source digests, per-host stats) and, when a signing key is
+    configured, bundle.dsse.json (an in-toto Statement signed with ed25519), then appends the bundle's
+    digest to the site's chained ledger.
+  - The same whether the run comes from ansible-playbook, carepath run (ansible-runner) or AWX.
+  - Deny by default - records are built field by field; module results are never copied whole. A failed
+    task's message is kept after secret values (vault variables, secret-looking environment variables)
+    and PHI-like patterns are masked; no_log results keep their status only; diffs are kept as a digest.
+  - Verify a bundle or a ledger offline with C(carepath evidence verify).
+options:
+  evidence_dir:
+    description: Where bundles and ledgers are written (a relative path in ansible.cfg is relative to its directory).
+    type: path
+    default: .carepath/evidence
+    env: [{name: CAREPATH_EVIDENCE_DIR}]
+    ini: [{section: carepath_evidence, key: evidence_dir}]
+  site:
+    description: The site (ledger) the run belongs to; by default the name of the first inventory source.
+    env: [{name: CAREPATH_SITE}]
+    ini: [{section: carepath_evidence, key: site}]
+  signing_key:
+    description:
+      - Path of the ed25519 private key (PEM, from C(carepath evidence keygen)); never keep it in the repository.
+      - Without one, bundles are written but not signed or listed in the ledger, and the run says so.
+    type: path
+    default: .carepath/keys/evidence.key
+    env: [{name: CAREPATH_EVIDENCE_KEY}]
+    ini: [{section: carepath_evidence, key: signing_key}]
+  run_id:
+    description: The run id (C(carepath run) passes its own, so the bundle and runner artifacts match).
+    env: [{name: CAREPATH_RUN_ID}]
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from ansible import context
+from ansible.plugins.callback import CallbackBase
+from ansible.release import __version__ as ansible_version
+
+try:
+    from carepath.evidence.recorder import Recorder, site_name
+    from carepath.evidence.redact import Redactor
+except ImportError:  # a checkout that is not pip-installed (e.g. AWX project sync)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+    from carepath.evidence.recorder import Recorder, site_name
+    from carepath.evidence.redact import Redactor
+
+try:
+    from ansible.parsing.vault import EncryptedString, VaultedValue
+except ImportError:  # pragma: no cover - older ansible-core
+    EncryptedString = VaultedValue = None
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "carepath_evidence"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._recorder = None
+        self._started = {}
+        self._failed = False
+
+    # --- start ----------------------------------------------------------------------------------------
+
+    def v2_playbook_on_start(self, playbook):
+        args = context.CLIARGS
+        inventory = [str(i) for i in (args.get("inventory") or [])]
+        site = self.get_option("site") or site_name(inventory)
+        redactor = Redactor()
+        redactor.add_environment()
+        self._recorder = Recorder(
+            evidence_dir=Path(self.get_option("evidence_dir")),
+            site=site,
+            playbook=str(playbook._file_name),
+            run_id=self.get_option("run_id") or "",
+            signing_key=Path(self.get_option("signing_key")) if self.get_option("signing_key") else None,
+            redactor=redactor,
+        )
+        self._recorder.start(check_mode=bool(args.get("check")), limit=args.get("subset"),
+                             tags=list(args.get("tags") or []), inventory=inventory,
+                             extra={"ansible_core": ansible_version})
+
+    def v2_playbook_on_play_start(self, play):
+        if self._recorder is None:
+            return
+        try:
+            manager = play.get_variable_manager()
+            hosts = manager._inventory.get_hosts(play.hosts)
+            for host in hosts[:500]:
+                self._collect_secrets(manager.get_vars(play=play, host=host, include_hostvars=False))
+        except Exception as exc:  # noqa: BLE001 - evidence must not stop a run; say so instead
+            self._display.warning(f"carepath evidence: could not read variables for redaction: {exc}")
+
+    def _collect_secrets(self, value, depth=0):
+        if depth > 20:
+            return
+        if EncryptedString is not None and isinstance(value, EncryptedString):
+            self._recorder.redactor.add_secret(str(value))
+        elif isinstance(value, str):
+            if VaultedValue is not None and VaultedValue.is_tagged_on(value):
+                self._recorder.redactor.add_secret(str(value))
+        elif isinstance(value, dict):
+            for item in value.values():
+                self._collect_secrets(item, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._collect_secrets(item, depth + 1)
+
+    # --- results --------------------------------------------------------------------------------------
+
+    def v2_runner_on_start(self, host, task):
+        self._started[(host.get_name(), task._uuid)] = time.monotonic()
+
+    def _record(self, status, result):
+        if self._recorder is None:
+            return
+        task, host = result._task, result._host.get_name()
+        began = self._started.pop((host, task._uuid), None)
+        res = result._result
+        if status == "ok" and res.get("changed"):
+            status = "changed"
+        role = task._role.get_name() if getattr(task, "_role", None) else None
+        self._recorder.task_result(status, host=host, task=task.get_name(), action=str(task.action),
+                                   tags=task.tags, result=res, role=role,
+                                   duration=time.monotonic() - began if began is not None else None)
+
+    def v2_runner_on_ok(self, result):
+        self._record("ok", result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        if not ignore_errors:
+            self._failed = True
+        self._record("failed", result)
+
+    def v2_runner_on_skipped(self, result):
+        self._record("skipped", result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._failed = True
+        self._record("unreachable", result)
+
+    # --- end ------------------------------------------------------------------------------------------
+
+    def v2_playbook_on_stats(self, stats):
+        if self._recorder is None:
+            return
+        per_host = {host: stats.summarize(host) for host in sorted(stats.processed)}
+        failed = self._failed or any(s["failures"] or s["unreachable"] for s in per_host.values())
+        outcome = self._recorder.finish("failed" if failed else "successful", per_host)
+        where = os.path.relpath(outcome["bundle"])
+        if outcome["signed"]:
+            self._display.display(f"carepath: evidence {where} (signed, ledger {os.path.relpath(outcome['ledger'])})")
+        else:
+            self._display.warning(
+                f"carepath: evidence {where} is NOT signed: no key at {self.get_option('signing_key')}; "
+                "create one with `carepath evidence keygen` (or set CAREPATH_EVIDENCE_KEY)")
+        self._recorder = None

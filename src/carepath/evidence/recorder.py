@@ -1,0 +1,237 @@
+"""Record one run as an evidence bundle, event by event, then seal it and list it in the ledger.
+
+The callback plugin (``plugins/callback/carepath_evidence.py``) only translates Ansible's
+callbacks into calls on :class:`Recorder`; everything that decides what evidence holds is
+here, where it is tested without Ansible.
+
+Layout under the evidence directory (``.carepath/evidence`` by default)::
+
+    <site>/ledger.jsonl                         one chained entry per sealed bundle
+    <site>/bundles/<run id>/events.jsonl        one chained record per task result
+    <site>/bundles/<run id>/run.json            the run: who, what, where, under which change
+    <site>/bundles/<run id>/bundle.dsse.json    ed25519 signature over both files
+
+Each event line is flushed as it is written: a run killed with SIGKILL leaves every event
+recorded so far, and a bundle without ``run.json``, which ``verify`` reports as incomplete.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import platform
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from carepath import __version__
+from carepath.evidence import bundle, ledger
+from carepath.evidence.canonical import canonical_bytes
+from carepath.evidence.chain import EventWriter
+from carepath.evidence.dsse import load_private_key
+from carepath.evidence.redact import POLICY_VERSION, Redactor
+
+CONTROL_TAG = re.compile(r"^cp_([a-z]+)_(\d+)$")
+STATUSES = ("ok", "changed", "failed", "skipped", "unreachable")
+
+
+def utc(ts: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts if ts is not None else time.time()))
+
+
+def new_run_id(playbook: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(playbook).stem)[:40] or "run"
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{stem}-{secrets.token_hex(3)}"
+
+
+def control_ids(tags: Iterable[str]) -> list[str]:
+    """``cp_ssh_05`` tags to ``CP-SSH-05`` ids, in order, without repeats."""
+    found: list[str] = []
+    for tag in tags:
+        match = CONTROL_TAG.match(str(tag))
+        if match:
+            ident = f"CP-{match.group(1).upper()}-{match.group(2)}"
+            if ident not in found:
+                found.append(ident)
+    return found
+
+
+def site_name(inventory: list[str]) -> str:
+    """The ledger a run belongs to when none is configured: its inventory's name.
+
+    ``inventories/production`` is ``production``; ``inventories/lab/hosts.yml`` is ``lab``; an
+    inline host list (``-i web1,``) is ``adhoc``.
+    """
+    if not inventory or "," in inventory[0]:
+        return "adhoc"
+    path = Path(inventory[0])
+    name = path.parent.name if path.suffix in (".yml", ".yaml", ".ini", ".json") or path.stem in ("hosts", "inventory") \
+        else path.name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")
+    return name[:64] or "default"
+
+
+def file_digest(path: str | os.PathLike[str]) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def tree_digest(path: str | os.PathLike[str]) -> str | None:
+    """SHA-256 over the sorted (relative path, file digest) pairs of a file or directory."""
+    root = Path(path)
+    if root.is_file():
+        return file_digest(root)
+    if not root.is_dir():
+        return None
+    pairs = sorted((str(p.relative_to(root)), file_digest(p)) for p in root.rglob("*") if p.is_file())
+    return hashlib.sha256(canonical_bytes(pairs)).hexdigest()
+
+
+def git_state(directory: Path) -> dict[str, Any]:
+    """The project's commit and whether its tree differs from it (null outside git)."""
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True,  # noqa: S607
+                                  timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def operator(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Who ran it: the OS user, the user behind sudo, and the AWX launcher where there is one."""
+    identity: dict[str, Any] = {"user": getpass.getuser(), "host": platform.node()}
+    if environ.get("SUDO_USER"):
+        identity["sudo_user"] = environ["SUDO_USER"]
+    for name in ("AWX_JOB_LAUNCHED_BY", "TOWER_USER_NAME", "CAREPATH_OPERATOR"):
+        if environ.get(name):
+            identity[name.lower()] = environ[name]
+    return identity
+
+
+@dataclass
+class Recorder:
+    """One run's bundle, from the first event to the ledger entry."""
+
+    evidence_dir: Path
+    site: str
+    playbook: str
+    run_id: str = ""
+    signing_key: Path | None = None
+    redactor: Redactor = field(default_factory=Redactor)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def __post_init__(self) -> None:
+        self.run_id = self.run_id or new_run_id(self.playbook)
+        self.bundle_dir = Path(self.evidence_dir) / self.site / "bundles" / self.run_id
+        self.ledger_path = Path(self.evidence_dir) / self.site / "ledger.jsonl"
+        self.started = utc()
+        self.stats: dict[str, dict[str, int]] = {}
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self._writer: EventWriter | None = None
+        self.run: dict[str, Any] = {}
+
+    # --- during the run ---------------------------------------------------------------------------
+
+    def start(self, *, check_mode: bool, limit: str | None, tags: list[str], inventory: list[str],
+              extra: Mapping[str, Any] | None = None) -> None:
+        self.bundle_dir.mkdir(parents=True, exist_ok=False, mode=0o750)
+        self._writer = EventWriter(self.bundle_dir / bundle.EVENTS_FILE, flush=True)
+        project = Path(self.playbook).resolve().parent.parent
+        self.run = {
+            "run_id": self.run_id,
+            "site": self.site,
+            "playbook": self.playbook,
+            "started": self.started,
+            "check_mode": check_mode,
+            "limit": limit or "",
+            "tags": list(tags),
+            "operator": operator(self.environ),
+            "change": {"ticket": self.environ.get("CAREPATH_CHANGE_TICKET") or None},
+            "source": {
+                **git_state(project),
+                "playbook_sha256": file_digest(self.playbook),
+                "inventory_sha256": {str(p): tree_digest(p) for p in inventory},
+            },
+            "controller": {"carepath": __version__, "python": platform.python_version(), **dict(extra or {})},
+            "redaction": POLICY_VERSION,
+        }
+        self._append({"type": "run_start", "data": {"check_mode": check_mode, "limit": limit or "",
+                                                   "tags": list(tags)}})
+
+    def task_result(self, status: str, *, host: str, task: str, action: str, tags: Iterable[str],
+                    result: Mapping[str, Any], role: str | None = None, duration: float | None = None) -> None:
+        """One task's result on one host, reduced to what evidence may hold."""
+        self.counts[status] = self.counts.get(status, 0) + 1
+        no_log = bool(result.get("_ansible_no_log"))
+        data: dict[str, Any] = {"status": status, "action": action}
+        if role:
+            data["role"] = role
+        if duration is not None:
+            data["duration_s"] = round(duration, 3)
+        if "diff" in result and not no_log:
+            # The diff itself can hold rendered secrets or data: only its digest is kept.
+            data["diff_sha256"] = hashlib.sha256(canonical_bytes(_plain(result["diff"]))).hexdigest()
+        if status in ("failed", "unreachable"):
+            data["msg"] = "(hidden by no_log)" if no_log else self.redactor.text(str(result.get("msg", "")))[:2000]
+        reports = result.get("carepath_controls")
+        if isinstance(reports, list) and not no_log:
+            data["controls"] = [{"id": str(r.get("id")), "status": str(r.get("status")),
+                                 **({"exception": self.redactor.data(r["exception"])} if r.get("exception") else {})}
+                                for r in reports if isinstance(r, Mapping)]
+        if isinstance(result.get("results"), list):
+            data["items"] = len(result["results"])
+        record = {"type": f"task_{status}", "host": host, "task": self.redactor.text(task),
+                  "changed": bool(result.get("changed")), "control_ids": control_ids(tags), "data": data}
+        self._append(record)
+
+    def refused(self, reason: str) -> None:
+        self._append({"type": "run_refused", "data": {"msg": self.redactor.text(reason)}})
+
+    # --- at the end ----------------------------------------------------------------------------------
+
+    def finish(self, status: str, stats: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+        """Write run.json, sign the bundle, append it to the ledger; returns what was done."""
+        if self._writer is None:
+            raise RuntimeError("finish() before start()")
+        self._append({"type": "run_end", "data": {"status": status}})
+        head, count = self._writer.head, self._writer.count
+        self._writer.close()
+        self.run.update(finished=utc(), status=status, stats={h: dict(s) for h, s in stats.items()},
+                        events={"count": count, "chain_head": head, "by_status": dict(self.counts)})
+        bundle.write_run(self.bundle_dir, self.run)
+        outcome: dict[str, Any] = {"bundle": str(self.bundle_dir), "signed": False, "ledger": None}
+        if self.signing_key and Path(self.signing_key).exists():
+            envelope = bundle.seal_bundle(self.bundle_dir, load_private_key(Path(self.signing_key)),
+                                          chain_head=head, event_count=count)
+            ledger.append_entry(self.ledger_path, self.run_id, envelope)
+            outcome.update(signed=True, ledger=str(self.ledger_path))
+        return outcome
+
+    def _append(self, record: Mapping[str, Any]) -> None:
+        assert self._writer is not None
+        self._writer.append({"time": utc(), **record})
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's tagged strings and containers as plain JSON values, for hashing."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    return str(value)
