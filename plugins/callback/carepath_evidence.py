@@ -53,10 +53,12 @@ from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
 
 try:
+    from carepath.evidence.artifacts import send_secrets
     from carepath.evidence.recorder import Recorder, site_name
     from carepath.evidence.redact import Redactor
 except ImportError:  # a checkout that is not pip-installed (e.g. AWX project sync)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+    from carepath.evidence.artifacts import send_secrets
     from carepath.evidence.recorder import Recorder, site_name
     from carepath.evidence.redact import Redactor
 
@@ -165,6 +167,8 @@ class CallbackModule(CallbackBase):
         per_host = {host: stats.summarize(host) for host in sorted(stats.processed)}
         failed = self._failed or any(s["failures"] or s["unreachable"] for s in per_host.values())
         outcome = self._recorder.finish("failed" if failed else "successful", per_host)
+        # Under `carepath run`, which redacts ansible-runner's artifacts with these values too.
+        send_secrets(self._recorder.redactor.secrets)
         where = os.path.relpath(outcome["bundle"])
         if outcome["signed"]:
             self._display.display(f"carepath: evidence {where} (signed, ledger {os.path.relpath(outcome['ledger'])})")

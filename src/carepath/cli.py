@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--skip-tags", help="skip tasks with these tags")
     run.add_argument("-e", "--extra-vars", action="append", default=[], help="extra variables (repeatable)")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
+    run.add_argument("--vault-password-file", type=Path, help="file (or script) giving the vault password")
     drift = commands.add_parser(
         "drift", help="report, per host and control, compliant / drifted / excepted (a check-mode run)",
         description="Run a playbook in check mode and report every control per host. Exit 0: no drift; "
@@ -169,6 +170,7 @@ def _cmd_run(project: Project, args: argparse.Namespace) -> int:
         skip_tags=args.skip_tags,
         extra_vars=tuple(args.extra_vars),
         verbosity=args.verbose,
+        vault_password_file=args.vault_password_file,
     )
     result = runner.run(project, request)
     print(

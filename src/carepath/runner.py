@@ -11,8 +11,11 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from carepath.errors import CarepathError
+from carepath.evidence.artifacts import SecretsChannel, redact_runner_artifacts
+from carepath.evidence.redact import Redactor
 from carepath.project import Project
 
 
@@ -28,6 +31,7 @@ class RunRequest:
     extra_vars: tuple[str, ...] = field(default_factory=tuple)
     verbosity: int = 0
     quiet: bool = False
+    vault_password_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ def _bin(tool: str) -> str:
 def _ansible_env(project: Project) -> dict[str, str]:
     return {
         "ANSIBLE_CONFIG": str(project.ansible_cfg),
+        # ansible-runner sets this to its own display plugin's folder; ours must stay on it.
+        "ANSIBLE_CALLBACK_PLUGINS": str(project.root / "plugins" / "callback"),
         # ansible-runner turns host key checking off unless told otherwise.
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -125,13 +131,13 @@ def cmdline(request: RunRequest) -> list[str]:
         args += ["--skip-tags", request.skip_tags]
     for extra in request.extra_vars:
         args += ["--extra-vars", extra]
+    if request.vault_password_file:
+        args += ["--vault-password-file", str(request.vault_password_file)]
     return args
 
 
 def run(project: Project, request: RunRequest) -> RunResult:
     """Run ``request`` through ansible-runner; print Ansible's usual progress; keep the artifacts."""
-    import ansible_runner  # imported late: it is slow to import and not needed for errors
-
     playbook = resolve_playbook(project, request.playbook)
     inventory = resolve_inventory(project, request.inventory)
     validate_inventory(project, inventory, request.limit)
@@ -140,7 +146,30 @@ def run(project: Project, request: RunRequest) -> RunResult:
     private_data_dir.mkdir(parents=True, mode=0o700)
     shown = playbook.relative_to(project.root) if playbook.is_relative_to(project.root) else playbook
     print(f"carepath: run {run_id}: {shown} on {inventory}", file=sys.stderr, flush=True)
-    result = ansible_runner.run(
+    channel = SecretsChannel(private_data_dir)
+    try:
+        result = _run_runner(project, request, playbook, inventory, run_id, private_data_dir, channel.env)
+    finally:
+        found = channel.close()
+    redactor = Redactor()
+    redactor.add_environment()
+    redactor.add_secrets(found)
+    redact_runner_artifacts(Path(result.config.artifact_dir), redactor)
+    stats = result.stats or {}
+    return RunResult(
+        run_id=run_id,
+        status=str(result.status),
+        rc=int(result.rc if result.rc is not None else 1),
+        artifact_dir=Path(result.config.artifact_dir),
+        stats={k: v for k, v in stats.items() if isinstance(v, dict)},
+    )
+
+
+def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory: Path, run_id: str,
+                private_data_dir: Path, extra_env: dict[str, str]) -> Any:
+    import ansible_runner  # imported late: it is slow to import and not needed for errors
+
+    return ansible_runner.run(
         private_data_dir=str(private_data_dir),
         project_dir=str(project.root),
         playbook=str(playbook),
@@ -150,18 +179,10 @@ def run(project: Project, request: RunRequest) -> RunResult:
         limit=request.limit,
         verbosity=request.verbosity or None,
         # The evidence bundle takes the runner's id, so bundle and artifacts name each other.
-        envvars={**_ansible_env(project), "CAREPATH_RUN_ID": run_id},
+        envvars={**_ansible_env(project), "CAREPATH_RUN_ID": run_id, **extra_env},
         # Inputs are never written to env/ (they could hold secrets and would leak into
         # later runs); the project's own fact cache is used, not a per-run one.
         suppress_env_files=True,
         fact_cache_type="",
         quiet=request.quiet,
-    )
-    stats = result.stats or {}
-    return RunResult(
-        run_id=run_id,
-        status=str(result.status),
-        rc=int(result.rc if result.rc is not None else 1),
-        artifact_dir=Path(result.config.artifact_dir),
-        stats={k: v for k, v in stats.items() if isinstance(v, dict)},
     )

@@ -17,7 +17,7 @@ import pytest
 
 from carepath import evidence
 from carepath.evidence.chain import walk_chain
-from tests.conftest import BIN, ROOT, cli_env
+from tests.conftest import BIN, ROOT, carepath, cli_env
 
 VAULTED = "canary-vault-Zq81xP"
 TOKEN = "canary-env-Hw72kd"
@@ -93,3 +93,29 @@ def test_a_changed_byte_is_caught(run: dict[str, Path], tmp_path: Path) -> None:
 def test_inputs_never_persist_for_later_runs(run: dict[str, Path]) -> None:
     assert not any(p.name == "env" for p in run["work"].rglob("*") if p.is_dir())
     assert os.environ.get("CAREPATH_CANARY_TOKEN") is None
+
+
+def test_carepath_run_redacts_the_runner_artifacts_too(run: dict[str, Path]) -> None:
+    """Through `carepath run` (ansible-runner): stdout, job_events and command are redacted as well."""
+    work = run["work"]
+    inventory = work / "inventory.ini"
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    state = work / "state"
+    proc = carepath("run", str(work / "canaries.yml"), "-i", str(inventory), "-vvv", "--diff",
+                    "--vault-password-file", str(work / "vault-pass"), "-e", f"out_dir={work}",
+                    env=cli_env(CAREPATH_STATE_DIR=str(state), CAREPATH_EVIDENCE_DIR=str(work / "evidence-run"),
+                                CAREPATH_EVIDENCE_KEY=str(run["key"].with_suffix(".key")),
+                                CAREPATH_CANARY_TOKEN=TOKEN))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (private,) = (state / "runs").iterdir()
+    artifacts = next((private / "artifacts").iterdir())
+    assert (artifacts / "job_events").is_dir() and (artifacts / "stdout").stat().st_size > 0
+    assert not (private / "env").exists() and not list(private.glob("secrets.fifo"))
+    for root in (private, work / "evidence-run"):
+        for path in root.rglob("*"):
+            if path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                for canary in [VAULTED, TOKEN, *PHI]:
+                    assert canary not in text, f"{canary} leaked into {path}"
+    (bundle,) = (work / "evidence-run").rglob("run.json")
+    assert json.loads(bundle.read_text())["run_id"] == private.name

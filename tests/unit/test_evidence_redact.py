@@ -51,3 +51,16 @@ def test_control_ids_come_from_control_tags_only() -> None:
 )
 def test_site_name(inventory: list[str], site: str) -> None:
     assert site_name(inventory) == site
+
+
+def test_secrets_pass_through_the_fifo_and_a_silent_run_does_not_hang(tmp_path) -> None:
+    from carepath.evidence.artifacts import SecretsChannel, send_secrets
+
+    channel = SecretsChannel(tmp_path)
+    assert send_secrets(["vault-value-1", "vault-value-2"], environ=channel.env)
+    assert channel.close() == ["vault-value-1", "vault-value-2"]
+    assert not channel.path.exists()
+
+    silent = SecretsChannel(tmp_path)
+    assert silent.close() == []
+    assert not send_secrets(["x"], environ={})

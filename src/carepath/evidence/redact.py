@@ -22,11 +22,13 @@ MASK = "[REDACTED]"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 
 SECRET_ENV = re.compile(r"(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH)", re.IGNORECASE)
+# Applied in this order: the labelled identifiers first, so that a PID segment masked to the end
+# of its line cannot carry away the label of a value wrapped onto the next line.
 PHI_PATTERNS: dict[str, str] = {
-    "hl7_pid": r"(?m)PID\|[^\r\n]*",
     "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
     "dob": r"(?i)\b(?:dob|date of birth|birth ?date)\s*[:=]?\s*\d{4}-?\d{2}-?\d{2}\b",
     "mrn": r"(?i)\bMRN\s*[:#=]?\s*[A-Z0-9-]{4,}\b",
+    "hl7_pid": r"(?m)PID\|[^\r\n]*",
 }
 
 
@@ -37,6 +39,10 @@ class Redactor:
         self._secrets: set[str] = set()
         self._patterns = [re.compile(p) for p in {**PHI_PATTERNS, **(extra_patterns or {})}.values()]
         self._secret_re: re.Pattern[str] | None = None
+
+    @property
+    def secrets(self) -> list[str]:
+        return sorted(self._secrets)
 
     def add_secret(self, value: Any) -> None:
         if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
