@@ -79,6 +79,7 @@ class CallbackModule(CallbackBase):
         self._recorder = None
         self._started = {}
         self._failed = False
+        self._refused = False
 
     # --- start ----------------------------------------------------------------------------------------
 
@@ -137,6 +138,8 @@ class CallbackModule(CallbackBase):
         task, host = result._task, result._host.get_name()
         began = self._started.pop((host, task._uuid), None)
         res = result._result
+        if status == "failed" and task.get_name().startswith("Policy gate"):
+            self._refused = True
         if status == "ok" and res.get("changed"):
             status = "changed"
         role = task._role.get_name() if getattr(task, "_role", None) else None
@@ -166,7 +169,8 @@ class CallbackModule(CallbackBase):
             return
         per_host = {host: stats.summarize(host) for host in sorted(stats.processed)}
         failed = self._failed or any(s["failures"] or s["unreachable"] for s in per_host.values())
-        outcome = self._recorder.finish("failed" if failed else "successful", per_host)
+        status = "refused" if self._refused else "failed" if failed else "successful"
+        outcome = self._recorder.finish(status, per_host)
         # Under `carepath run`, which redacts ansible-runner's artifacts with these values too.
         send_secrets(self._recorder.redactor.secrets)
         where = os.path.relpath(outcome["bundle"])

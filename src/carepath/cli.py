@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-e", "--extra-vars", action="append", default=[], help="extra variables (repeatable)")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
     run.add_argument("--vault-password-file", type=Path, help="file (or script) giving the vault password")
+    run.add_argument("--ticket", help="the approved change ticket (required for protected inventories)")
+    run.add_argument("--approval", type=Path, help="the signed approval of the ticket (`carepath change approve`)")
     drift = commands.add_parser(
         "drift", help="report, per host and control, compliant / drifted / excepted (a check-mode run)",
         description="Run a playbook in check mode and report every control per host. Exit 0: no drift; "
@@ -97,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--key", type=Path, action="append", required=True, help="a trusted public key (repeatable)")
     verify.add_argument("--bundles", type=Path, help="the directory of bundles a ledger lists (verifies a ledger)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    change = commands.add_parser("change", help="change control: approve a ticket for a protected inventory")
+    ch_commands = change.add_subparsers(dest="change_command", required=True, metavar="ACTION")
+    approve = ch_commands.add_parser(
+        "approve", help="sign an approval of a change ticket for runs against one site",
+        description="The approver (not the operator: two-person rule) signs with their own ed25519 key; "
+        "the operator passes the file to `carepath run --ticket ID --approval FILE`.",
+    )
+    approve.add_argument("--ticket", required=True, help="the change ticket id, e.g. CHG0012345")
+    approve.add_argument("--site", required=True, help="the protected inventory's name (carepath_site, or its folder)")
+    approve.add_argument("--key", type=Path, required=True, help="the approver's private key")
+    approve.add_argument("--hours", type=float, default=24, help="how long the approval is valid (default 24)")
+    approve.add_argument("--out", type=Path, required=True, help="where to write the approval")
 
     ctl = commands.add_parser("controls", help="the control catalog: list, or sync what is derived from it")
     ctl_commands = ctl.add_subparsers(dest="controls_command", required=True, metavar="ACTION")
@@ -171,6 +186,8 @@ def _cmd_run(project: Project, args: argparse.Namespace) -> int:
         extra_vars=tuple(args.extra_vars),
         verbosity=args.verbose,
         vault_password_file=args.vault_password_file,
+        ticket=args.ticket,
+        approval=args.approval.resolve() if args.approval else None,
     )
     result = runner.run(project, request)
     print(
@@ -230,6 +247,15 @@ def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_change(project: Project, args: argparse.Namespace) -> int:
+    from carepath import change
+
+    approved = change.approve_file(args.key, args.ticket, args.site, args.out, hours=args.hours)
+    print(f"approved {approved['ticket']} for {approved['site']} until {approved['expires']} "
+          f"(approver key {approved['approver'][:16]}...): {args.out}")
+    return 0
+
+
 def _cmd_controls(project: Project, args: argparse.Namespace) -> int:
     from carepath import controls
 
@@ -252,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         project = Project.discover()
         handlers = {
             "lab": _cmd_lab, "run": _cmd_run, "drift": _cmd_drift, "controls": _cmd_controls, "evidence": _cmd_evidence,
+            "change": _cmd_change,
         }
         return handlers[args.command](project, args)
     except CarepathError as exc:

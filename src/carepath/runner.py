@@ -32,6 +32,8 @@ class RunRequest:
     verbosity: int = 0
     quiet: bool = False
     vault_password_file: Path | None = None
+    ticket: str | None = None
+    approval: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,15 @@ def run(project: Project, request: RunRequest) -> RunResult:
     )
 
 
+def _change_env(request: RunRequest) -> dict[str, str]:
+    env = {}
+    if request.ticket:
+        env["CAREPATH_CHANGE_TICKET"] = request.ticket
+    if request.approval:
+        env["CAREPATH_CHANGE_APPROVAL"] = str(request.approval)
+    return env
+
+
 def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory: Path, run_id: str,
                 private_data_dir: Path, extra_env: dict[str, str]) -> Any:
     import ansible_runner  # imported late: it is slow to import and not needed for errors
@@ -179,7 +190,7 @@ def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory
         limit=request.limit,
         verbosity=request.verbosity or None,
         # The evidence bundle takes the runner's id, so bundle and artifacts name each other.
-        envvars={**_ansible_env(project), "CAREPATH_RUN_ID": run_id, **extra_env},
+        envvars={**_ansible_env(project), "CAREPATH_RUN_ID": run_id, **_change_env(request), **extra_env},
         # Inputs are never written to env/ (they could hold secrets and would leak into
         # later runs); the project's own fact cache is used, not a per-run one.
         suppress_env_files=True,

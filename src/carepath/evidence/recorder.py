@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import os
 import platform
 import re
@@ -111,6 +112,23 @@ def git_state(directory: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+def change_record(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The change ticket and, embedded whole, the signed approval the run was started with.
+
+    The policy gate has verified the approval against the inventory's approver keys before any
+    host was touched; embedding it lets ``verify`` check it again offline, years later.
+    """
+    record: dict[str, Any] = {"ticket": environ.get("CAREPATH_CHANGE_TICKET") or None, "approval": None}
+    path = environ.get("CAREPATH_CHANGE_APPROVAL")
+    if path:
+        try:
+            data = Path(path).read_bytes()
+            record["approval"] = {"sha256": hashlib.sha256(data).hexdigest(), "envelope": json.loads(data)}
+        except (OSError, ValueError) as exc:
+            record["approval"] = {"error": f"cannot read {path}: {exc}"}
+    return record
+
+
 def operator(environ: Mapping[str, str]) -> dict[str, Any]:
     """Who ran it: the OS user, the user behind sudo, and the AWX launcher where there is one."""
     identity: dict[str, Any] = {"user": getpass.getuser(), "host": platform.node()}
@@ -160,7 +178,7 @@ class Recorder:
             "limit": limit or "",
             "tags": list(tags),
             "operator": operator(self.environ),
-            "change": {"ticket": self.environ.get("CAREPATH_CHANGE_TICKET") or None},
+            "change": change_record(self.environ),
             "source": {
                 **git_state(project),
                 "playbook_sha256": file_digest(self.playbook),

@@ -1,0 +1,143 @@
+"""Change control for protected inventories: a ticket, and an approval signed by someone else.
+
+An inventory is protected when its hosts have ``carepath_protected: true`` (set it in
+``group_vars/all.yml`` of production). A run against it is refused by the policy gate,
+before any host is touched, unless it names a change ticket and carries an approval that:
+
+- is an in-toto Statement in a DSSE envelope signed by one of the inventory's
+  ``carepath_change_approver_keys`` (ed25519 public keys, PEM files);
+- names the same ticket and site, and is valid now (approved before the run, not expired);
+- is not signed by the operator's own key (two-person rule): the operator's key is the one
+  that signs the run's evidence.
+
+``carepath change approve`` makes approvals; the evidence records the ticket and approval.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from carepath.errors import CarepathError
+from carepath.evidence.canonical import canonical_bytes
+from carepath.evidence.dsse import keyid, load_private_key, load_public_key, open_envelope, sign_envelope
+
+PREDICATE_TYPE = "https://carepath.dev/change-approval/v1"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+TICKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def approve(private_key: Ed25519PrivateKey, ticket: str, site: str, *, hours: float = 24,
+            now: dt.datetime | None = None) -> dict[str, Any]:
+    """A signed approval of ``ticket`` for runs against ``site`` during the next ``hours``."""
+    if not TICKET.match(ticket):
+        raise CarepathError(f"change ticket {ticket!r} is not a ticket id (letters, digits, . _ -; 3 to 64)")
+    if not 0 < hours <= 24 * 14:
+        raise CarepathError("an approval is valid for more than 0 and at most 336 hours (14 days)")
+    now = now or _now()
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": f"change/{ticket}", "digest": {"sha256": hashlib.sha256(ticket.encode()).hexdigest()}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "ticket": ticket,
+            "site": site,
+            "approved_at": now.strftime(TIME_FORMAT),
+            "expires": (now + dt.timedelta(hours=hours)).strftime(TIME_FORMAT),
+            "approver": keyid(private_key.public_key()),
+        },
+    }
+    return sign_envelope(canonical_bytes(statement), private_key)
+
+
+def approve_file(key_path: Path, ticket: str, site: str, out: Path, hours: float = 24) -> dict[str, Any]:
+    envelope = approve(load_private_key(key_path), ticket, site, hours=hours)
+    out.write_bytes(canonical_bytes(envelope) + b"\n")
+    return json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+
+
+def _site(hostvars: Mapping[str, Any]) -> str:
+    if hostvars.get("carepath_site"):
+        return str(hostvars["carepath_site"])
+    return Path(str(hostvars.get("inventory_dir") or "default")).name
+
+
+def check(hostvars: Mapping[str, Any], ticket: str | None, approval_path: str | None, operator_key: str | None,
+          now: dt.datetime | None = None) -> tuple[list[str], dict[str, Any] | None]:
+    """(why the run is refused, the verified approval): nothing is asked of unprotected inventories."""
+    if not hostvars.get("carepath_protected"):
+        return [], None
+    site = _site(hostvars)
+    intro = f"{site} is a protected inventory"
+    if not ticket:
+        return [f"{intro}: name the approved change ticket (carepath run --ticket ID, or CAREPATH_CHANGE_TICKET)"], None
+    if not TICKET.match(ticket):
+        return [f"{intro}: {ticket!r} is not a change ticket id"], None
+    if not approval_path:
+        return [f"{intro}: ticket {ticket} needs a signed approval (carepath run --approval FILE; an approver "
+                "makes it with `carepath change approve`)"], None
+    keys = []
+    for path in hostvars.get("carepath_change_approver_keys") or []:
+        try:
+            keys.append(load_public_key(Path(str(path))))
+        except CarepathError as exc:
+            return [f"{intro}: approver key {path}: {exc}"], None
+    if not keys:
+        return [f"{intro} but lists no carepath_change_approver_keys to check approvals against"], None
+    try:
+        envelope = json.loads(Path(approval_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [f"{intro}: cannot read the approval {approval_path}: {exc}"], None
+    payload, signer, problems = open_envelope(envelope, keys)
+    if payload is None:
+        return [f"{intro}: the approval {approval_path} is not signed by an approver of this inventory: "
+                + "; ".join(p for _, p in problems)], None
+    statement = json.loads(payload)
+    predicate = statement.get("predicate") or {}
+    found = []
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        found.append(f"{approval_path} is not a change approval")
+    if predicate.get("ticket") != ticket:
+        found.append(f"the approval is for ticket {predicate.get('ticket')!r}, not {ticket!r}")
+    if predicate.get("site") != site:
+        found.append(f"the approval is for site {predicate.get('site')!r}, not {site!r}")
+    now = now or _now()
+    try:
+        approved = dt.datetime.strptime(predicate["approved_at"], TIME_FORMAT).replace(tzinfo=dt.UTC)
+        expires = dt.datetime.strptime(predicate["expires"], TIME_FORMAT).replace(tzinfo=dt.UTC)
+    except (KeyError, TypeError, ValueError):
+        found.append("the approval has no valid approved_at and expires times")
+    else:
+        if approved > now:
+            found.append(f"the approval is dated {predicate['approved_at']}, after the run started")
+        if expires <= now:
+            found.append(f"the approval expired at {predicate['expires']}")
+    if operator_key and Path(operator_key).exists():
+        try:
+            operator = keyid(load_private_key(Path(operator_key)).public_key())
+        except CarepathError as exc:
+            found.append(f"cannot read the operator's key {operator_key}: {exc}")
+        else:
+            if operator == signer:
+                found.append("the approval is signed with the operator's own key: a second person must approve")
+    else:
+        found.append("the operator has no evidence signing key, so the two-person rule cannot be checked")
+    if found:
+        return [f"{intro}: " + "; ".join(found)], None
+    summary = {"ticket": ticket, "site": site, "approver": signer, "approved_at": predicate["approved_at"],
+               "expires": predicate["expires"],
+               "approval_sha256": hashlib.sha256(Path(approval_path).read_bytes()).hexdigest()}
+    return [], summary
