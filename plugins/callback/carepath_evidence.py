@@ -100,6 +100,9 @@ class CallbackModule(CallbackBase):
         self._recorder.start(check_mode=bool(args.get("check")), limit=args.get("subset"),
                              tags=list(args.get("tags") or []), inventory=inventory,
                              extra={"ansible_core": ansible_version})
+        for aborted in self._recorder.aborted:
+            self._display.warning(f"carepath: evidence of the killed run {aborted} was sealed as aborted "
+                                  "and listed in the ledger")
 
     def v2_playbook_on_play_start(self, play):
         if self._recorder is None:

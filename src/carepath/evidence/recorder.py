@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from carepath import __version__
+from carepath.errors import CarepathError
 from carepath.evidence import bundle, ledger
 from carepath.evidence.canonical import canonical_bytes
-from carepath.evidence.chain import EventWriter
+from carepath.evidence.chain import EventWriter, walk_chain
 from carepath.evidence.dsse import load_private_key
 from carepath.evidence.redact import POLICY_VERSION, Redactor
 
@@ -166,6 +167,7 @@ class Recorder:
 
     def start(self, *, check_mode: bool, limit: str | None, tags: list[str], inventory: list[str],
               extra: Mapping[str, Any] | None = None) -> None:
+        self.aborted = self.seal_aborted()
         self.bundle_dir.mkdir(parents=True, exist_ok=False, mode=0o750)
         self._writer = EventWriter(self.bundle_dir / bundle.EVENTS_FILE, flush=True)
         project = Path(self.playbook).resolve().parent.parent
@@ -188,7 +190,7 @@ class Recorder:
             "redaction": POLICY_VERSION,
         }
         self._append({"type": "run_start", "data": {"check_mode": check_mode, "limit": limit or "",
-                                                   "tags": list(tags)}})
+                                                   "tags": list(tags), "playbook": self.playbook}})
 
     def task_result(self, status: str, *, host: str, task: str, action: str, tags: Iterable[str],
                     result: Mapping[str, Any], role: str | None = None, duration: float | None = None) -> None:
@@ -238,6 +240,49 @@ class Recorder:
             ledger.append_entry(self.ledger_path, self.run_id, envelope)
             outcome.update(signed=True, ledger=str(self.ledger_path))
         return outcome
+
+    def seal_aborted(self) -> list[str]:
+        """Sign and list the site's earlier bundles that were never sealed (killed runs) as aborted.
+
+        A line cut off in the middle of a write is removed first (and counted in run.json);
+        a chain that does not verify is left as it is, for ``verify`` to report.
+        """
+        bundles = self.bundle_dir.parent
+        if not self.signing_key or not Path(self.signing_key).exists() or not bundles.is_dir():
+            return []
+        sealed = []
+        for directory in sorted(p for p in bundles.iterdir() if p.is_dir()):
+            if (directory / bundle.ENVELOPE_FILE).exists() or directory == self.bundle_dir:
+                continue
+            events_path = directory / bundle.EVENTS_FILE
+            data = events_path.read_bytes() if events_path.exists() else b""
+            trimmed = 0
+            if data and not data.endswith(b"\n"):
+                keep = data.rfind(b"\n") + 1
+                trimmed = len(data) - keep
+                data = data[:keep]
+                bundle.write_atomic(events_path, data)
+            walk = walk_chain(data, bundle.EVENTS_FILE)
+            if walk.findings or not walk.count:
+                continue
+            lines = data.splitlines()
+            first, last = json.loads(lines[0]), json.loads(lines[-1])
+            if not (directory / bundle.RUN_FILE).exists():
+                bundle.write_run(directory, {
+                    "run_id": directory.name, "site": self.site, "status": "aborted",
+                    "playbook": str((first.get("data") or {}).get("playbook") or "unknown"),
+                    "started": first["time"], "finished": last["time"],
+                    "events": {"count": walk.count, "chain_head": walk.head},
+                    "aborted": {"sealed_by": self.run_id, "trimmed_bytes": trimmed,
+                                "note": "the run was killed before it ended; these are the events it recorded"},
+                })
+            try:
+                envelope = bundle.seal_bundle(directory, load_private_key(Path(self.signing_key)))
+            except CarepathError:
+                continue
+            ledger.append_entry(self.ledger_path, directory.name, envelope)
+            sealed.append(directory.name)
+        return sealed
 
     def _append(self, record: Mapping[str, Any]) -> None:
         assert self._writer is not None

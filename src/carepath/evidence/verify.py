@@ -200,5 +200,13 @@ def verify_ledger(ledger_path: Path, bundles_dir: Path,
         if bundle not in listed:
             report.findings.append(Finding(f"{bundle}/{ENVELOPE_FILE}", "ledger.unlisted",
                                            "a sealed bundle the ledger does not list: the ledger was cut short or edited"))
+    # A run that is still going, or was killed: its events are there, not yet signed. The site's
+    # next run seals it as aborted and lists it; until then it is reported, not failed.
+    try:
+        unsealed = sorted(p.name for p in bundles_dir.iterdir() if p.is_dir() and not (p / ENVELOPE_FILE).exists())
+    except OSError:
+        unsealed = []
     report.facts.update(entries=walk.count, head=walk.head)
+    if unsealed:
+        report.facts["incomplete"] = unsealed
     return report
