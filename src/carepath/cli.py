@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--bundles", type=Path, help="the directory of bundles a ledger lists (verifies a ledger)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    report = ev_commands.add_parser(
+        "report", help="the auditor's report of a run bundle: HTML, CSV and JSON",
+        description="Writes report.html, report.csv and report.json (default: into the bundle's report/ folder). "
+        "With --key the bundle is verified first and the outcome shown at the top.",
+    )
+    report.add_argument("bundle", type=Path, help="a run bundle directory")
+    report.add_argument("--key", type=Path, action="append", help="a trusted public key (repeatable)")
+    report.add_argument("--out", type=Path, help="output folder (default: BUNDLE/../../reports/<run id>)")
+
     change = commands.add_parser("change", help="change control: approve a ticket for a protected inventory")
     ch_commands = change.add_subparsers(dest="change_command", required=True, metavar="ACTION")
     approve = ch_commands.add_parser(
@@ -237,6 +246,15 @@ def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
         print(f"signing key: {private} (keep it private; mode 0600)")
         print(f"public key:  {public} (pin it where bundles are verified)")
         print(f"key id:      {kid}")
+        return 0
+    if args.evidence_command == "report":
+        from carepath.evidence import auditor
+
+        keys = [evidence.load_public_key(path) for path in args.key] if args.key else None
+        out = args.out or args.bundle.resolve().parent.parent / "reports" / args.bundle.resolve().name
+        paths = auditor.write(args.bundle, out, keys)
+        for kind, path in paths.items():
+            print(f"{kind}: {path}")
         return 0
     keys = [evidence.load_public_key(path) for path in args.key]
     if args.bundles is not None:
