@@ -147,3 +147,34 @@ def test_with_ticket_and_approval_the_run_proceeds_and_the_approval_is_recorded(
     assert rc == 0, out[-3000:]
     assert record["status"] == "successful" and record["change"]["ticket"] == "CHG0012345"
     assert record["change"]["approval"]["envelope"] == json.loads(path.read_text())
+
+
+def _recorded(tmp_path: Path, keys: dict[str, Path], signer: str, started: str, ticket: str = "CHG0012345") -> Path:
+    """A sealed bundle whose run.json embeds an approval, as the callback writes it."""
+    from carepath.evidence.recorder import Recorder
+
+    path = approval(tmp_path, keys[signer])
+    recorder = Recorder(evidence_dir=tmp_path / "ev", site="production", playbook=str(tmp_path / "site.yml"),
+                        signing_key=keys["operator"],
+                        environ={"CAREPATH_CHANGE_TICKET": ticket, "CAREPATH_CHANGE_APPROVAL": path})
+    recorder.started = started
+    recorder.start(check_mode=False, limit=None, tags=[], inventory=[])
+    recorder.finish("successful", {"web1": {"ok": 1, "changed": 0, "failures": 0, "unreachable": 0}})
+    return recorder.bundle_dir
+
+
+@pytest.mark.parametrize(
+    ("signer", "started", "ticket", "code"),
+    [
+        ("approver", "2026-12-02T13:00:00Z", "CHG0012345", None),
+        ("approver", "2026-12-02T11:00:00Z", "CHG0012345", "policy.time"),  # before the approval
+        ("approver", "2026-12-04T13:00:00Z", "CHG0012345", "policy.time"),  # after it expired
+        ("approver", "2026-12-02T13:00:00Z", "CHG0099999", "policy.ticket"),
+        ("operator", "2026-12-02T13:00:00Z", "CHG0012345", "policy.two_person"),
+    ],
+)
+def test_verify_checks_the_recorded_approval_offline(tmp_path: Path, keys: dict[str, Path], signer: str,
+                                                     started: str, ticket: str, code: str | None) -> None:
+    bundle = _recorded(tmp_path, keys, signer, started, ticket)
+    report = evidence.verify_bundle(bundle, [evidence.load_public_key(keys["operator"].with_suffix(".pub"))])
+    assert [f.code for f in report.findings] == ([code] if code else []), str(report)

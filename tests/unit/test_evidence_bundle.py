@@ -48,7 +48,8 @@ def make_bundle(parent: Path, key: Ed25519PrivateKey, run_id: str = "20261202T00
     bundle = parent / run_id
     bundle.mkdir(parents=True)
     write_run(bundle, {"run_id": run_id, "site": "lab", "playbook": "site.yml", "started": "2026-12-02T00:00:00Z",
-                       "finished": "2026-12-02T00:01:00Z", "status": "successful", "check_mode": False})
+                       "finished": "2026-12-02T00:01:00Z", "status": "successful", "check_mode": False,
+                       "stats": {f"host{i}": {"ok": 1, "changed": 0, "failures": 0, "unreachable": 0} for i in range(3)}})
     with EventWriter(bundle / EVENTS_FILE) as writer:
         for i in range(events):
             writer.append({"type": "runner_on_ok", "time": "2026-12-02T00:00:30Z", "host": f"host{i % 3}",
@@ -310,3 +311,18 @@ def test_report_reads_as_file_line_seq_and_reason(sealed: tuple[str, dict[str, b
     report = check(key, run_id, {**files, EVENTS_FILE: b"".join(lines)})
     assert str(report.first) == "events.jsonl line 5 (seq 4): found seq 5 where seq 4 belongs: seq 4 deleted or moved"
     assert report.to_dict()["findings"][0]["line"] == 5
+
+
+def test_a_run_record_that_disagrees_with_its_events_or_lacks_stats_is_incomplete(tmp_path: Path,
+                                                                                   key: Ed25519PrivateKey) -> None:
+    bundle = tmp_path / "20261202T000000Z-site-bbbbbb"
+    bundle.mkdir()
+    with EventWriter(bundle / EVENTS_FILE) as writer:
+        for i in range(3):
+            writer.append({"type": "task_ok", "time": "2026-12-02T00:00:30Z", "host": "h", "task": f"t{i}"})
+    write_run(bundle, {"run_id": bundle.name, "site": "lab", "playbook": "site.yml", "started": "2026-12-02T00:00:00Z",
+                       "finished": "2026-12-02T00:01:00Z", "status": "failed", "events": {"count": 5}})
+    seal_bundle(bundle, key)
+    codes = [f.code for f in verify_bundle_files({n: (bundle / n).read_bytes() for n in (RUN_FILE, EVENTS_FILE,
+                                                  ENVELOPE_FILE)}, [key.public_key()]).findings]
+    assert codes == ["complete.count", "complete.stats"]

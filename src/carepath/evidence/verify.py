@@ -143,7 +143,48 @@ def verify_bundle_files(files: Mapping[str, bytes | OSError | None], trusted_pub
         if digests and sha256_hex(data[EVENTS_FILE]) != digests[EVENTS_FILE]:
             add(Finding(EVENTS_FILE, "digest", "sha256 does not match the signed subject digest: the file was changed"))
         report.facts.setdefault("event_count", walk.count)
+        if RUN_FILE in data and not error and isinstance(run, dict):
+            for code, problem in _completeness(run, walk.count, walk.head) + _policy(run, report.facts.get("keyid")):
+                add(Finding(RUN_FILE, code, problem))
     return report
+
+
+def _completeness(run: dict[str, Any], count: int, head: str) -> list[tuple[str, str]]:
+    """run.json agrees with the events it sums up, and an ended run has its per-host stats."""
+    found = []
+    events = run.get("events")
+    if isinstance(events, dict):
+        if events.get("count") != count:
+            found.append(("complete.count", f"run.json counts {events.get('count')} events, events.jsonl holds {count}"))
+        if events.get("chain_head") not in (None, head):
+            found.append(("complete.head", "run.json names another chain head than events.jsonl ends with"))
+    if run.get("status") in ("successful", "failed") and not run.get("stats"):
+        found.append(("complete.stats", f"a {run.get('status')} run without per-host stats: the record is incomplete"))
+    return found
+
+
+def _policy(run: dict[str, Any], signer: str | None) -> list[tuple[str, str]]:
+    """The change the run names was approved before it started, by someone other than its operator."""
+    change = run.get("change") if isinstance(run.get("change"), dict) else {}
+    approval = change.get("approval") if isinstance(change.get("approval"), dict) else None
+    if not approval or "envelope" not in approval:
+        return []
+    try:
+        import base64
+
+        predicate = json.loads(base64.b64decode(approval["envelope"]["payload"]))["predicate"]
+        approved, expires, started = (predicate["approved_at"], predicate["expires"], run["started"])
+    except (KeyError, TypeError, ValueError):
+        return [("policy.approval", "the recorded approval cannot be read")]
+    found = []
+    if predicate.get("ticket") != change.get("ticket"):
+        found.append(("policy.ticket", f"the approval is for {predicate.get('ticket')!r}, the run for "
+                                       f"{change.get('ticket')!r}"))
+    if not approved <= started < expires:  # the same fixed-width UTC format: strings compare as times
+        found.append(("policy.time", f"the run started {started}, outside its approval ({approved} to {expires})"))
+    if signer is not None and predicate.get("approver") == signer:
+        found.append(("policy.two_person", "the approval and the run's evidence are signed by the same key"))
+    return found
 
 
 def verify_ledger(ledger_path: Path, bundles_dir: Path,
