@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
 import re
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -95,6 +97,26 @@ def tree_digest(path: str | os.PathLike[str]) -> str | None:
         return None
     pairs = sorted((str(p.relative_to(root)), file_digest(p)) for p in root.rglob("*") if p.is_file())
     return hashlib.sha256(canonical_bytes(pairs)).hexdigest()
+
+
+def collections(search_path: Iterable[str] | None = None) -> dict[str, Any]:
+    """The Ansible collections installed on the controller: name -> version, and one digest of them all."""
+    found: dict[str, str] = {}
+    for base in search_path if search_path is not None else sys.path:
+        for manifest in sorted(Path(base).glob("ansible_collections/*/*/MANIFEST.json")):
+            try:
+                info = json.loads(manifest.read_text(encoding="utf-8"))["collection_info"]
+            except (OSError, ValueError, KeyError):
+                continue
+            found.setdefault(f"{info['namespace']}.{info['name']}", str(info.get("version")))
+    return {"count": len(found), "sha256": hashlib.sha256(canonical_bytes(found)).hexdigest(), "versions": found}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def git_state(directory: Path) -> dict[str, Any]:
@@ -186,7 +208,9 @@ class Recorder:
                 "playbook_sha256": file_digest(self.playbook),
                 "inventory_sha256": {str(p): tree_digest(p) for p in inventory},
             },
-            "controller": {"carepath": __version__, "python": platform.python_version(), **dict(extra or {})},
+            "controller": {"carepath": __version__, "python": platform.python_version(),
+                           "ansible_core": _version("ansible-core"), "ansible_runner": _version("ansible-runner"),
+                           "collections": collections(), **dict(extra or {})},
             "redaction": POLICY_VERSION,
         }
         self._append({"type": "run_start", "data": {"check_mode": check_mode, "limit": limit or "",
