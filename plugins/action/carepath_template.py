@@ -25,23 +25,36 @@ class ActionModule(ActionBase):
     """Render ``src`` with the task's variables and hand the text to the module."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset({"src", "content", "dest", "owner", "group", "mode", "validate", "directory_mode"})
+    _VALID_ARGS = frozenset({"src", "content", "dest", "owner", "group", "mode", "validate", "directory_mode", "files"})
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
+        if "files" in args:
+            if not isinstance(args["files"], list) or not args["files"] or set(args) - {"files"}:
+                raise AnsibleActionFail("files must be a non-empty list, and the only argument")
+            files = [self._prepare(dict(entry), task_vars) for entry in args["files"]]
+            module_args = {"files": files}
+        else:
+            module_args = self._prepare(args, task_vars)
+        result.update(self._execute_module(module_name="carepath_template", module_args=module_args,
+                                           task_vars=task_vars))
+        return result
+
+    def _prepare(self, args: dict, task_vars: dict) -> dict:
+        """One file's module arguments: ``src`` rendered into ``content`` (``content`` is already templated)."""
+        unknown = set(args) - self._VALID_ARGS
+        if unknown:
+            raise AnsibleActionFail(f"unknown arguments: {', '.join(sorted(unknown))}")
         if not args.get("dest") or ("src" in args) == ("content" in args):
             raise AnsibleActionFail("dest is required, and exactly one of src and content")
-        if "content" in args:  # already templated as a task argument
-            result.update(self._execute_module(module_name="carepath_template", module_args=args,
-                                               task_vars=task_vars))
-            return result
+        if "content" in args:
+            return args
         try:
             source = self._find_needle("templates", args["src"])
         except AnsibleError as err:
             raise AnsibleActionFail(str(err)) from err
-
         searchpath = [*task_vars.get("ansible_search_path", []), self._loader._basedir, os.path.dirname(source)]
         searchpath = [q for p in searchpath for q in (os.path.join(p, "templates"), p)]
         template_vars = dict(task_vars)
@@ -52,7 +65,4 @@ class ActionModule(ActionBase):
         templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=template_vars)
         text = templar.template(trust_as_template(self._loader.get_text_file_contents(source)),
                                 escape_backslashes=False, overrides={"trim_blocks": True})
-        module_args = {**args, "content": text or ""}
-        result.update(self._execute_module(module_name="carepath_template", module_args=module_args,
-                                           task_vars=task_vars))
-        return result
+        return {**args, "content": text or ""}

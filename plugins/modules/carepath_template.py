@@ -29,9 +29,15 @@ options:
     description: The text of the file, for short files written inline (templated like any task argument).
     type: str
   dest:
-    description: Absolute path of the file on the host.
+    description: Absolute path of the file on the host (or use O(files)).
     type: path
-    required: true
+  files:
+    description:
+      - Several files in one module run instead of O(src)/O(content) and O(dest); each a dict with C(src) or
+        C(content), C(dest) and C(mode), and optionally C(owner), C(group), C(validate) and C(directory_mode).
+      - The task is changed when any file changed (its handlers then run once).
+    type: list
+    elements: dict
   directory_mode:
     description:
       - Create the directory of O(dest), owned by root, with this mode when it does not exist
@@ -46,9 +52,8 @@ options:
     type: str
     default: root
   mode:
-    description: Mode of the file, as an octal string such as C("0644").
+    description: Mode of the file, as an octal string such as C("0644"). Required with O(dest).
     type: str
-    required: true
   validate:
     description:
       - Command that must succeed on the new content before it replaces O(dest); C(%s) is the path of
@@ -72,6 +77,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changed_files:
+  description: With O(files), the files that were (or would be) changed.
+  returned: when files is used
+  type: list
+  elements: str
 dest:
   description: The file written or checked.
   returned: always
@@ -89,27 +99,14 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+FILE_KEYS = ("content", "dest", "owner", "group", "mode", "validate", "directory_mode", "src")
 
-def main():
-    module = AnsibleModule(
-        argument_spec={
-            "content": {"type": "str", "required": True},
-            "dest": {"type": "path", "required": True},
-            "owner": {"type": "str", "default": "root"},
-            "group": {"type": "str", "default": "root"},
-            "mode": {"type": "str", "required": True},
-            "validate": {"type": "str"},
-            "directory_mode": {"type": "str"},
-            # Kept for the action plugin's messages only.
-            "src": {"type": "str"},
-        },
-        supports_check_mode=True,
-    )
-    params = module.params
-    dest = params["dest"]
-    wanted = params["content"].encode("utf-8")
+
+def write_file(module, entry):
+    """Compare, validate and write one file; returns its result (``changed``, ``dest``, ...)."""
+    dest = entry["dest"]
+    wanted = entry["content"].encode("utf-8")
     result = {"changed": False, "dest": dest, "checksum": hashlib.sha1(wanted).hexdigest()}
-
     if os.path.islink(dest):
         module.fail_json(msg=f"{dest} is a symbolic link; carepath does not write through links", **result)
     try:
@@ -120,49 +117,84 @@ def main():
     except OSError as err:
         module.fail_json(msg=f"cannot read {dest}: {err.strerror}", **result)
 
-    attrs = {"path": dest, "owner": params["owner"], "group": params["group"], "mode": params["mode"],
+    attrs = {"path": dest, "owner": entry["owner"], "group": entry["group"], "mode": entry["mode"],
              "secontext": None, "attributes": None}
     if current == wanted:
         result["changed"] = module.set_fs_attributes_if_different(attrs, False)
-        module.exit_json(**result)
+        return result
 
     result["changed"] = True
     if module._diff:
         result["diff"] = {
             "before": "" if current is None else current.decode("utf-8", "replace"),
-            "after": params["content"],
+            "after": entry["content"],
             "before_header": dest if current is not None else "(absent)",
             "after_header": dest,
         }
     directory = os.path.dirname(dest)
     if module.check_mode:
-        module.exit_json(**result)
+        return result
     if not os.path.isdir(directory):
-        if not params["directory_mode"]:
+        if not entry.get("directory_mode"):
             module.fail_json(msg=f"the directory of {dest} does not exist", **result)
         os.makedirs(directory, exist_ok=True)
-        os.chmod(directory, int(params["directory_mode"], 8))
+        os.chmod(directory, int(entry["directory_mode"], 8))
 
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".carepath-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(wanted)
-        tmp_attrs = dict(attrs, path=tmp)
-        module.set_fs_attributes_if_different(tmp_attrs, True)
-        if params["validate"]:
-            if "%s" not in params["validate"]:
+        module.set_fs_attributes_if_different(dict(attrs, path=tmp), True)
+        validate = entry.get("validate")
+        if validate:
+            if "%s" not in validate:
                 module.fail_json(msg="validate must contain %s (the path of the new content)", **result)
-            argv = [tmp if word == "%s" else word.replace("%s", tmp) for word in shlex.split(params["validate"])]
+            argv = [tmp if word == "%s" else word.replace("%s", tmp) for word in shlex.split(validate)]
             rc, out, err = module.run_command(argv)
             if rc != 0:
                 module.fail_json(msg=f"{dest} was not changed: the new content fails validation "
-                                     f"({params['validate']}): {(err or out).strip()}", rc=rc, **result)
+                                     f"({validate}): {(err or out).strip()}", rc=rc, **result)
         module.atomic_move(tmp, dest, unsafe_writes=False, keep_dest_attrs=False)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     module.set_fs_attributes_if_different(attrs, True)
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "content": {"type": "str"},
+            "dest": {"type": "path"},
+            "owner": {"type": "str", "default": "root"},
+            "group": {"type": "str", "default": "root"},
+            "mode": {"type": "str"},
+            "validate": {"type": "str"},
+            "directory_mode": {"type": "str"},
+            "files": {"type": "list", "elements": "dict"},
+            # Kept for the action plugin's messages only.
+            "src": {"type": "str"},
+        },
+        required_one_of=[("dest", "files")],
+        mutually_exclusive=[("dest", "files")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not params["files"]:
+        if params["content"] is None or not params["mode"]:
+            module.fail_json(msg="content and mode are required with dest")
+        module.exit_json(**write_file(module, params))
+    results = []
+    for raw in params["files"]:
+        entry = {"owner": "root", "group": "root", **{k: v for k, v in raw.items() if k in FILE_KEYS}}
+        if not entry.get("dest") or entry.get("content") is None or not entry.get("mode"):
+            module.fail_json(msg=f"each of files needs dest, content and mode: {sorted(raw)}")
+        entry["dest"] = os.path.expanduser(entry["dest"])
+        results.append(write_file(module, entry))
+    diffs = [r.pop("diff") for r in results if "diff" in r]
+    module.exit_json(changed=any(r["changed"] for r in results), results=results,
+                     changed_files=[r["dest"] for r in results if r["changed"]], **({"diff": diffs} if diffs else {}))
 
 
 if __name__ == "__main__":

@@ -60,11 +60,11 @@ def test_check_and_diff_report_drift_without_fixing_it(lab: Lab):
     rc, changed, _, out = run_site(lab, "--limit", host, "--check", "--diff")
     assert rc == 0
     assert changed == 3  # sshd_config, the reload it would trigger, and the CP-SSH-12 check reporting drift
-    assert "-MaxAuthTries 9" in out and "+MaxAuthTries 4" in out
+    assert "-MaxAuthTries 9" in out and "+MaxAuthTries 3" in out
     assert "MaxAuthTries 9" in lab.ssh(host, "sudo cat /etc/ssh/sshd_config").stdout
     rc, changed, _, _ = run_site(lab, "--limit", host)
     assert (rc, changed) == (0, 2)
-    assert "MaxAuthTries 4" in lab.ssh(host, "sudo cat /etc/ssh/sshd_config").stdout
+    assert "MaxAuthTries 3" in lab.ssh(host, "sudo cat /etc/ssh/sshd_config").stdout
 
 
 def test_lockout_guard_refuses_before_changing_anything(lab: Lab):
