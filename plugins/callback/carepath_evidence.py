@@ -41,6 +41,12 @@ options:
   run_id:
     description: The run id (C(carepath run) passes its own, so the bundle and runner artifacts match).
     env: [{name: CAREPATH_RUN_ID}]
+  mrn_pattern:
+    description:
+      - A regular expression for this site's medical record numbers, masked like the built-in PHI patterns
+        (SSNs, C(MRN:) labelled numbers, dates of birth, HL7 PID segments), e.g. C(\bH\d{8}\b).
+    env: [{name: CAREPATH_MRN_PATTERN}]
+    ini: [{section: carepath_evidence, key: mrn_pattern}]
 """
 
 import os
@@ -87,7 +93,8 @@ class CallbackModule(CallbackBase):
         args = context.CLIARGS
         inventory = [str(i) for i in (args.get("inventory") or [])]
         site = self.get_option("site") or site_name(inventory)
-        redactor = Redactor()
+        mrn = self.get_option("mrn_pattern")
+        redactor = Redactor(extra_patterns={"site_mrn": mrn} if mrn else None)
         redactor.add_environment()
         self._recorder = Recorder(
             evidence_dir=Path(self.get_option("evidence_dir")),
@@ -175,7 +182,7 @@ class CallbackModule(CallbackBase):
         status = "refused" if self._refused else "failed" if failed else "successful"
         outcome = self._recorder.finish(status, per_host)
         # Under `carepath run`, which redacts ansible-runner's artifacts with these values too.
-        send_secrets(self._recorder.redactor.secrets)
+        send_secrets(self._recorder.redactor.secrets, patterns=self._recorder.redactor.extra_patterns)
         where = os.path.relpath(outcome["bundle"])
         if outcome["signed"]:
             self._display.display(f"carepath: evidence {where} (signed, ledger {os.path.relpath(outcome['ledger'])})")

@@ -153,7 +153,7 @@ def run(project: Project, request: RunRequest) -> RunResult:
         result = _run_runner(project, request, playbook, inventory, run_id, private_data_dir, channel.env)
     finally:
         found = channel.close()
-    redactor = Redactor()
+    redactor = Redactor(extra_patterns=channel.patterns)
     redactor.add_environment()
     redactor.add_secrets(found)
     redact_runner_artifacts(Path(result.config.artifact_dir), redactor)

@@ -21,7 +21,8 @@ from tests.conftest import BIN, ROOT, carepath, cli_env
 
 VAULTED = "canary-vault-Zq81xP"
 TOKEN = "canary-env-Hw72kd"
-PHI = ["078-05-1120", "DOE^CANARY", "MRN-4455661", "ZX99887766", "19600101"]
+PHI = ["078-05-1120", "DOE^CANARY", "MRN-4455661", "ZX99887766", "19600101", "H20261202"]
+MRN_PATTERN = r"\bH\d{8}\b"  # the site's own format, from configuration
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     evidence.generate_keypair(key, key.with_suffix(".pub"))
     env = cli_env(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), CAREPATH_EVIDENCE_DIR=str(work / "evidence"),
                   CAREPATH_EVIDENCE_KEY=str(key), CAREPATH_SITE="canary", CAREPATH_CANARY_TOKEN=TOKEN,
-                  CAREPATH_CHANGE_TICKET="CHG0012345")
+                  CAREPATH_CHANGE_TICKET="CHG0012345", CAREPATH_MRN_PATTERN=MRN_PATTERN)
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-vvv", "--diff",
          "--vault-password-file", str(work / "vault-pass"), "-e", f"out_dir={work}",
@@ -51,7 +52,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_the_canaries_were_really_exposed_to_the_run(run: dict[str, Path]) -> None:
     # Otherwise the next test would pass for the wrong reason: -vvv shows them on the console.
-    assert VAULTED in run["console"] and "078-05-1120" in run["console"]
+    assert VAULTED in run["console"] and "078-05-1120" in run["console"] and "H20261202" in run["console"]
 
 
 def test_no_canary_reaches_any_evidence_file(run: dict[str, Path]) -> None:
@@ -76,7 +77,7 @@ def test_the_bundle_records_each_task_and_verifies_offline(run: dict[str, Path])
     assert tasks["A loop with a label whose items hold secrets, one failing"]["data"]["items"] == 2
     run_record = json.loads((run["bundle"] / "run.json").read_text())
     assert run_record["change"]["ticket"] == "CHG0012345"
-    assert run_record["status"] == "successful" and run_record["stats"]["localhost"]["ignored"] == 5
+    assert run_record["status"] == "successful" and run_record["stats"]["localhost"]["ignored"] == 6
     assert run_record["events"]["count"] == len(events)
     assert run_record["operator"]["user"]
 
@@ -105,7 +106,7 @@ def test_carepath_run_redacts_the_runner_artifacts_too(run: dict[str, Path]) -> 
                     "--vault-password-file", str(work / "vault-pass"), "-e", f"out_dir={work}",
                     env=cli_env(CAREPATH_STATE_DIR=str(state), CAREPATH_EVIDENCE_DIR=str(work / "evidence-run"),
                                 CAREPATH_EVIDENCE_KEY=str(run["key"].with_suffix(".key")),
-                                CAREPATH_CANARY_TOKEN=TOKEN))
+                                CAREPATH_CANARY_TOKEN=TOKEN, CAREPATH_MRN_PATTERN=MRN_PATTERN))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (private,) = (state / "runs").iterdir()
     artifacts = next((private / "artifacts").iterdir())

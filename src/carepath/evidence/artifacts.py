@@ -35,6 +35,7 @@ class SecretsChannel:
         self.path = Path(directory) / "secrets.fifo"
         os.mkfifo(self.path, 0o600)
         self.secrets: list[str] = []
+        self.patterns: dict[str, str] = {}
         self._thread = threading.Thread(target=self._read, name="carepath-secrets", daemon=True)
         self._thread.start()
 
@@ -46,10 +47,12 @@ class SecretsChannel:
         with open(self.path, "rb") as handle:  # blocks until a writer opens it (or close() does)
             data = handle.read()
         try:
-            values = json.loads(data) if data else []
+            message = json.loads(data) if data else {}
         except ValueError:
-            values = []
-        self.secrets = [v for v in values if isinstance(v, str)]
+            message = {}
+        message = message if isinstance(message, dict) else {}
+        self.secrets = [v for v in message.get("secrets") or [] if isinstance(v, str)]
+        self.patterns = {str(k): str(v) for k, v in (message.get("patterns") or {}).items()}
 
     def close(self) -> list[str]:
         """Stop waiting (the run is over) and remove the FIFO; returns the secrets received."""
@@ -75,8 +78,9 @@ def _open_writer(path: Path, wait: float = 2.0) -> int | None:
             time.sleep(0.01)
 
 
-def send_secrets(values: list[str], environ: dict[str, str] | None = None) -> bool:
-    """From the callback: hand the secret values to the waiting wrapper, if there is one."""
+def send_secrets(values: list[str], environ: dict[str, str] | None = None,
+                 patterns: dict[str, str] | None = None) -> bool:
+    """From the callback: hand the secret values (and site PHI patterns) to the waiting wrapper, if any."""
     path = (environ if environ is not None else os.environ).get(FIFO_ENV)
     try:
         if not path or not stat.S_ISFIFO(os.stat(path).st_mode):
@@ -88,7 +92,7 @@ def send_secrets(values: list[str], environ: dict[str, str] | None = None) -> bo
         return False
     os.set_blocking(fd, True)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(json.dumps(sorted(set(values))).encode())
+        handle.write(json.dumps({"secrets": sorted(set(values)), "patterns": patterns or {}}).encode())
     return True
 
 

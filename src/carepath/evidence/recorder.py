@@ -160,6 +160,16 @@ def operator(environ: Mapping[str, str]) -> dict[str, Any]:
     for name in ("AWX_JOB_LAUNCHED_BY", "TOWER_USER_NAME", "CAREPATH_OPERATOR"):
         if environ.get(name):
             identity[name.lower()] = environ[name]
+    if environ.get("SSH_CONNECTION"):
+        identity["ssh_from"] = environ["SSH_CONNECTION"].split()[0]
+    # With `ExposeAuthInfo yes` on the controller's sshd: how the operator logged in, including the
+    # SSH certificate (public material only: key type, key and certificate).
+    auth = environ.get("SSH_USER_AUTH")
+    if auth:
+        try:
+            identity["ssh_auth"] = Path(auth).read_text(encoding="utf-8").strip().splitlines()[:8]
+        except OSError:
+            pass
     return identity
 
 

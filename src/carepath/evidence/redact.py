@@ -36,6 +36,7 @@ class Redactor:
     """Masks known secret values and PHI-like patterns in text and nested data."""
 
     def __init__(self, extra_patterns: Mapping[str, str] | None = None) -> None:
+        self.extra_patterns = dict(extra_patterns or {})
         self._secrets: set[str] = set()
         self._patterns = [re.compile(p) for p in {**PHI_PATTERNS, **(extra_patterns or {})}.values()]
         self._secret_re: re.Pattern[str] | None = None
