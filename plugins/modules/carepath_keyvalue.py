@@ -11,7 +11,7 @@ module: carepath_keyvalue
 short_description: Set many KEY VALUE settings of one file in a single pass
 description:
   - For files such as C(/etc/login.defs) that have no drop-in directory and keep the
-    distribution's other settings: sets every key of O(settings) in one read and one atomic
+    distribution's other settings. Sets every key of O(settings) in one read and one atomic
     write, where a loop of M(ansible.builtin.lineinfile) would take one round trip per key.
   - The first active line of a key is replaced in place; any later active line of the same key
     is removed, so the value read is never ambiguous; a key not set yet is appended.
