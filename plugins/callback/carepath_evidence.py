@@ -116,6 +116,11 @@ class CallbackModule(CallbackBase):
             return
         try:
             manager = play.get_variable_manager()
+            # AWX and Tower pass who launched the job as extra variables, not in the environment.
+            for name in ("awx_user_name", "tower_user_name", "awx_job_id", "tower_job_id"):
+                value = manager.extra_vars.get(name)
+                if value not in (None, ""):
+                    self._recorder.run.setdefault("operator", {})[name] = str(value)
             hosts = manager._inventory.get_hosts(play.hosts)
             for host in hosts[:500]:
                 self._collect_secrets(manager.get_vars(play=play, host=host, include_hostvars=False))

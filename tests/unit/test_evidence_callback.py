@@ -42,7 +42,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-vvv", "--diff",
          "--vault-password-file", str(work / "vault-pass"), "-e", f"out_dir={work}",
-         "-e", f"ansible_python_interpreter={sys.executable}", str(work / "canaries.yml")],
+         "-e", f"ansible_python_interpreter={sys.executable}", "-e", "awx_user_name=synthetic-operator",
+         str(work / "canaries.yml")],
         capture_output=True, text=True, env=env, cwd=work, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     (bundle,) = (work / "evidence" / "canary" / "bundles").iterdir()
@@ -79,7 +80,7 @@ def test_the_bundle_records_each_task_and_verifies_offline(run: dict[str, Path])
     assert run_record["change"]["ticket"] == "CHG0012345"
     assert run_record["status"] == "successful" and run_record["stats"]["localhost"]["ignored"] == 6
     assert run_record["events"]["count"] == len(events)
-    assert run_record["operator"]["user"]
+    assert run_record["operator"]["user"] and run_record["operator"]["awx_user_name"] == "synthetic-operator"
 
 
 def test_a_changed_byte_is_caught(run: dict[str, Path], tmp_path: Path) -> None:
