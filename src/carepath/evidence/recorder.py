@@ -17,6 +17,7 @@ recorded so far, and a bundle without ``run.json``, which ``verify`` reports as 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import importlib.metadata
@@ -166,10 +167,8 @@ def operator(environ: Mapping[str, str]) -> dict[str, Any]:
     # SSH certificate (public material only: key type, key and certificate).
     auth = environ.get("SSH_USER_AUTH")
     if auth:
-        try:
+        with contextlib.suppress(OSError):
             identity["ssh_auth"] = Path(auth).read_text(encoding="utf-8").strip().splitlines()[:8]
-        except OSError:
-            pass
     return identity
 
 
