@@ -15,7 +15,6 @@ before any host is touched, unless it names a change ticket and carries an appro
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -28,7 +27,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from carepath.errors import CarepathError
 from carepath.evidence.canonical import canonical_bytes
-from carepath.evidence.dsse import keyid, load_private_key, load_public_key, open_envelope, sign_envelope
+from carepath.evidence.dsse import (
+    keyid,
+    load_private_key,
+    load_public_key,
+    open_envelope,
+    sign_envelope,
+    unverified_predicate,
+)
 
 PREDICATE_TYPE = "https://carepath.dev/change-approval/v1"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -66,7 +72,7 @@ def approve(private_key: Ed25519PrivateKey, ticket: str, site: str, *, hours: fl
 def approve_file(key_path: Path, ticket: str, site: str, out: Path, hours: float = 24) -> dict[str, Any]:
     envelope = approve(load_private_key(key_path), ticket, site, hours=hours)
     out.write_bytes(canonical_bytes(envelope) + b"\n")
-    return json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+    return unverified_predicate(envelope)
 
 
 def _site(hostvars: Mapping[str, Any]) -> str:

@@ -157,8 +157,12 @@ def audit_tasks(role: str, controls: list[Control]) -> str:
         "# controls are reported as excepted; a tagged run checks only the controls it selects.\n" + body
 
 
+AUDIT_TASK_PREFIX = "Audit | Check the controls of "
+
+
 def audit_task_name(role: str) -> str:
-    return f"Audit | Check the controls of {role}"
+    """The name of the task that checks a role's controls (drift reports find their results by it)."""
+    return f"{AUDIT_TASK_PREFIX}{role}"
 
 
 class _IndentedDumper(yaml.SafeDumper):

@@ -32,7 +32,7 @@ def read_events(artifact_dir: Path) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e.get("counter", 0))
 
 
-AUDIT_TASK = "Audit | Check the controls of "
+AUDIT_TASK = controls.AUDIT_TASK_PREFIX
 
 
 def collect(events: Iterable[dict[str, Any]]) -> list[ControlResult]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import subprocess
@@ -117,8 +118,10 @@ def _hosts_in(data: dict[str, dict[str, list[str]]]) -> set[str]:
 
 
 def new_run_id(playbook: Path) -> str:
+    """``<UTC time>-<playbook>-<6 hex>``: names the runner's artifacts and the evidence bundle alike."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{playbook.stem}-{secrets.token_hex(3)}"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", playbook.stem)[:40] or "run"
+    return f"{stamp}-{stem}-{secrets.token_hex(3)}"
 
 
 def cmdline(request: RunRequest) -> list[str]:

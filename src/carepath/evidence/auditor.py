@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from carepath import controls
 from carepath.errors import CarepathError
 from carepath.evidence.bundle import EVENTS_FILE, RUN_FILE
+from carepath.evidence.dsse import unverified_predicate
 from carepath.evidence.verify import verify_bundle
 
 STATUS_ORDER = ("drifted", "failed", "excepted", "not_applicable", "compliant")
@@ -136,11 +137,9 @@ def _approval(run: dict[str, Any]) -> dict[str, Any] | None:
     envelope = approval.get("envelope")
     if not envelope:
         return None
-    import base64
-
     try:
-        predicate = json.loads(base64.b64decode(envelope["payload"]))["predicate"]
-    except (KeyError, ValueError, TypeError):
+        predicate = unverified_predicate(envelope)
+    except ValueError:
         return {"error": "unreadable approval"}
     return {**predicate, "sha256": approval.get("sha256", "")}
 

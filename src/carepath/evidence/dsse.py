@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Iterable
@@ -45,6 +46,21 @@ def sign_envelope(payload: bytes, private_key: Ed25519PrivateKey, payload_type: 
         "payloadType": payload_type,
         "signatures": [{"keyid": keyid(private_key.public_key()), "sig": base64.b64encode(signature).decode("ascii")}],
     }
+
+
+def unverified_predicate(envelope: Any) -> dict[str, Any]:
+    """The predicate of the in-toto Statement an envelope carries, read WITHOUT checking the signature.
+
+    For showing or cross-checking a statement whose signature is checked elsewhere (or not at all).
+    Raises ValueError when the envelope does not hold a readable statement.
+    """
+    try:
+        predicate = json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ValueError(f"not a readable statement: {exc}") from None
+    if not isinstance(predicate, dict):
+        raise ValueError("the statement's predicate is not an object")
+    return predicate
 
 
 def strict_b64decode(text: Any) -> bytes | None:

@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from carepath.evidence.canonical import canonical_bytes
 from carepath.evidence.chain import EventWriter, walk_chain
 from carepath.evidence.dsse import load_private_key
 from carepath.evidence.redact import POLICY_VERSION, Redactor
+from carepath.runner import new_run_id
 
 CONTROL_TAG = re.compile(r"^cp_([a-z]+)_(\d+)$")
 STATUSES = ("ok", "changed", "failed", "skipped", "unreachable")
@@ -48,11 +48,6 @@ STATUSES = ("ok", "changed", "failed", "skipped", "unreachable")
 
 def utc(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts if ts is not None else time.time()))
-
-
-def new_run_id(playbook: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(playbook).stem)[:40] or "run"
-    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{stem}-{secrets.token_hex(3)}"
 
 
 def control_ids(tags: Iterable[str]) -> list[str]:
@@ -185,7 +180,7 @@ class Recorder:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     def __post_init__(self) -> None:
-        self.run_id = self.run_id or new_run_id(self.playbook)
+        self.run_id = self.run_id or new_run_id(Path(self.playbook))
         self.bundle_dir = Path(self.evidence_dir) / self.site / "bundles" / self.run_id
         self.ledger_path = Path(self.evidence_dir) / self.site / "ledger.jsonl"
         self.started = utc()

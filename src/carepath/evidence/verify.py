@@ -18,7 +18,7 @@ from carepath.evidence import schema
 from carepath.evidence.bundle import ENVELOPE_FILE, EVENTS_FILE, NAME_RE, PREDICATE_TYPE, RUN_FILE, STATEMENT_TYPE
 from carepath.evidence.canonical import CanonicalError, canonical_bytes
 from carepath.evidence.chain import sha256_hex, walk_chain
-from carepath.evidence.dsse import open_envelope
+from carepath.evidence.dsse import open_envelope, unverified_predicate
 from carepath.evidence.ledger import LEDGER_FIELDS
 from carepath.evidence.report import Finding, Report
 
@@ -170,9 +170,7 @@ def _policy(run: dict[str, Any], signer: str | None) -> list[tuple[str, str]]:
     if not approval or "envelope" not in approval:
         return []
     try:
-        import base64
-
-        predicate = json.loads(base64.b64decode(approval["envelope"]["payload"]))["predicate"]
+        predicate = unverified_predicate(approval["envelope"])  # its signature was checked by the policy gate
         approved, expires, started = (predicate["approved_at"], predicate["expires"], run["started"])
     except (KeyError, TypeError, ValueError):
         return [("policy.approval", "the recorded approval cannot be read")]
