@@ -2,25 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-
-import pytest
-
-
-def _address(container: str) -> str:
-    out = subprocess.run(["podman", "inspect", container], capture_output=True, text=True, check=True).stdout
-    networks = json.loads(out)[0]["NetworkSettings"]["Networks"]
-    return next(iter(networks.values()))["IPAddress"]
-
-
-@pytest.fixture(scope="module")
-def peer(host) -> str:
-    """The address of the other scenario host (each host is probed from the other one)."""
-    name = host.backend.name
-    other = name.replace("bookworm", "trixie") if name.endswith("bookworm") else name.replace("trixie", "bookworm")
-    return _address(other)
-
 
 def _connect(host, address: str, port: int) -> bool:
     probe = (

@@ -35,6 +35,8 @@ def test_blocked_modules_cannot_be_loaded(host):
 def test_core_dumps_are_off_for_logins(host):
     out = host.check_output("su -s /bin/bash -l nobody -c 'ulimit -H -c' 2>&1 || true")
     assert out.strip().splitlines()[-1] == "0"
+    # Login shells also drop the soft limit themselves (/etc/profile.d).
+    assert host.check_output("bash -lc 'ulimit -S -c'") == "0"
 
 
 def test_login_defs(host):
@@ -129,3 +131,31 @@ def test_new_accounts_get_ageing_and_yescrypt(host, pam_user):
     assert _passwd(host, pam_user, GOOD).rc == 0
     assert host.check_output(f"chage -l {pam_user} | grep -i 'maximum number'").endswith("365")
     assert host.check_output(f"getent shadow {pam_user} | cut -d: -f2").startswith("$y$")
+
+
+def test_login_sessions_get_a_private_tmpdir(host, pam_user):
+    # pam_tmpdir runs in the PAM session stack of a real login (su -), and makes the directory.
+    tmpdir = host.check_output(f"su - {pam_user} -c 'echo $TMPDIR'")
+    uid = host.check_output(f"id -u {pam_user}")
+    assert tmpdir == f"/tmp/user/{uid}"
+    directory = host.file(tmpdir)
+    assert directory.is_directory and directory.user == pam_user and directory.mode == 0o700
+
+
+def test_debsums_finds_a_changed_package_file(host):
+    assert "CRON_CHECK=weekly" in host.file("/etc/default/debsums").content_string.splitlines()
+    # What the weekly job runs (debsums -c: changed files only) detects a modified program.
+    assert host.run("debsums -c kmod").rc == 0
+    host.check_output("cp -p /usr/bin/kmod /tmp/kmod.orig && printf x >> /usr/bin/kmod")
+    try:
+        changed = host.run("debsums -c kmod")
+        # (Debian 12 lists the file under its package path, /bin/kmod, before the /usr merge.)
+        assert changed.rc != 0 and "bin/kmod" in changed.stdout + changed.stderr
+    finally:
+        host.check_output("cp -p /tmp/kmod.orig /usr/bin/kmod")
+
+
+def test_needrestart_lists_and_never_restarts(host):
+    out = host.check_output("needrestart -b 2>&1; perl -e 'our %nrconf; do q(/etc/needrestart/needrestart.conf); print $nrconf{restart}'")
+    assert "NEEDRESTART-VER" in out
+    assert out.splitlines()[-1] == "l"

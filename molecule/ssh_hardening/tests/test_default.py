@@ -79,3 +79,36 @@ def test_correct_password_is_refused(host):
     assert result.rc != 0
     assert result.stdout.strip() != "cp-tester"
     assert "Permission denied (publickey)" in result.stderr
+
+
+def test_repeated_failed_logins_get_the_address_banned(host, peer, peer_host):
+    assert host.service("fail2ban").is_running
+    assert host.service("fail2ban").is_enabled
+    # The other scenario host fails to log in as unknown users maxretry (5) times: sshd logs
+    # "Invalid user", fail2ban reads it from the journal. (A host never bans itself.)
+    # `timeout`: a connection open when the ban lands is dropped, not closed.
+    address = host.check_output("hostname -I").split()[0]
+    attacker = peer
+    host.run(f"fail2ban-client set sshd unbanip {attacker}")
+    try:
+        for attempt in range(5):
+            peer_host.run(f"timeout 10 {SSH} -o PubkeyAuthentication=no cp-nobody-{attempt}@{address} true")
+        banned = ""
+        for _ in range(20):
+            banned = host.check_output("fail2ban-client get sshd banned")
+            if attacker in banned:
+                break
+            host.run("sleep 0.5")
+        assert attacker in banned
+        # The ban is real: fail2ban's nftables set holds the address and sshd is out of its reach.
+        assert attacker in host.check_output("nft list table inet f2b-table")
+        refused = peer_host.run(f"timeout 10 {SSH} cp-tester@{address} true")
+        assert refused.rc in (124, 255)
+        assert "Permission denied" not in refused.stderr
+        # carepath's own firewall table is untouched by fail2ban.
+        assert "f2b" not in host.run("nft list table inet carepath").stdout
+    finally:
+        host.run(f"fail2ban-client set sshd unbanip {attacker}")
+    # Unbanned, the peer reaches sshd again (and is refused only for want of a key).
+    again = peer_host.run(f"timeout 10 {SSH} cp-tester@{address} true")
+    assert "Permission denied" in again.stderr
