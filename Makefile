@@ -17,7 +17,7 @@ export PATH := $(BIN):$(PATH)
 export CAREPATH_LAB_NOFILE := $(shell n=$$(ulimit -Hn); [ "$$n" = unlimited ] || [ "$$n" -gt 20000 ] && n=20000; echo $$n)
 export CAREPATH_LAB_NPROC := $(shell n=$$(ulimit -Hu); [ "$$n" = unlimited ] || [ "$$n" -gt 32768 ] && n=32768; echo $$n)
 
-HOST_PACKAGES := podman runc debootstrap openssh-client qemu-system-x86 qemu-utils e2fsprogs chromium
+HOST_PACKAGES := podman runc debootstrap openssh-client qemu-system-x86 qemu-utils e2fsprogs chromium wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Parallel test workers; the lab tests stay on one worker, Molecule and lint run beside them.
 PYTEST_WORKERS ?= 2

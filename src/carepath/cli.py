@@ -122,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--hours", type=float, default=24, help="how long the approval is valid (default 24)")
     approve.add_argument("--out", type=Path, required=True, help="where to write the approval")
 
+    webapp = commands.add_parser("webapp", help="internal web apps: release artifacts (deploy with playbooks/deploy_webapp.yml)")
+    wa_commands = webapp.add_subparsers(dest="webapp_command", required=True, metavar="ACTION")
+    sample = wa_commands.add_parser(
+        "sample", help="build a release of the sample WSGI app (for the lab and the tests)",
+        description="Writes carepath-sample-VERSION.tar.gz (reproducible: a version always has the same "
+        "SHA-256) and prints its path and digest.",
+    )
+    sample.add_argument("--version", required=True, help="the release version, e.g. 2.0.0")
+    sample.add_argument("--broken", action="store_true", help="a release whose health check fails (HTTP 503)")
+    sample.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default: dist/)")
+
     ctl = commands.add_parser("controls", help="the control catalog: list, or sync what is derived from it")
     ctl_commands = ctl.add_subparsers(dest="controls_command", required=True, metavar="ACTION")
     ctl_commands.add_parser("list", help="print the control table")
@@ -274,6 +285,14 @@ def _cmd_change(project: Project, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_webapp(project: Project, args: argparse.Namespace) -> int:
+    from carepath import webapp
+
+    path, digest = webapp.build_sample(args.version, args.out, broken=args.broken)
+    print(f"{path}\nsha256: {digest}")
+    return 0
+
+
 def _cmd_controls(project: Project, args: argparse.Namespace) -> int:
     from carepath import controls
 
@@ -296,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         project = Project.discover()
         handlers = {
             "lab": _cmd_lab, "run": _cmd_run, "drift": _cmd_drift, "controls": _cmd_controls, "evidence": _cmd_evidence,
-            "change": _cmd_change,
+            "change": _cmd_change, "webapp": _cmd_webapp,
         }
         return handlers[args.command](project, args)
     except CarepathError as exc:

@@ -81,3 +81,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     assert proc.returncode == 0, proc.stderr
     yield the_lab
     carepath("lab", "down", *the_lab.args())
+
+
+@pytest.fixture(scope="session")
+def weblab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A load balancer and two app hosts (Debian 12 and 13) for the blue-green web app tests."""
+    the_lab = make_lab(
+        tmp_path_factory.mktemp("weblab"), "cpwebit",
+        [{"name": "it-lb", "release": "bookworm", "groups": ["webapp_lb"]},
+         {"name": "it-app1", "release": "bookworm", "groups": ["webapp_hosts"]},
+         {"name": "it-app2", "release": "trixie", "groups": ["webapp_hosts"]}],
+    )
+    carepath("lab", "down", *the_lab.args())
+    proc = carepath("lab", "up", *the_lab.args())
+    assert proc.returncode == 0, proc.stderr
+    yield the_lab
+    carepath("lab", "down", *the_lab.args())

@@ -1,0 +1,67 @@
+"""Release artifacts of internal web apps, and the sample app the lab deploys.
+
+A release artifact is a gzipped tarball whose top level holds the app and a manifest,
+``carepath-release.json`` (``{"app": ..., "version": ...}``); hosts verify its SHA-256 before
+anything is unpacked (roles/webapp). ``build_sample`` makes releases of the sample WSGI app
+(src/carepath/data/sample_webapp) byte for byte reproducibly, so a version always has the
+same digest.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+
+from carepath.errors import CarepathError
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample_webapp"
+SAMPLE_APP = "carepath-sample"
+MANIFEST = "carepath-release.json"
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+
+
+def check_version(version: str) -> str:
+    """A version usable as a directory name; raises a clear error otherwise."""
+    if not _VERSION.match(version) or ".." in version:
+        raise CarepathError(f"release version {version!r} is not valid",
+                            hint="use letters, digits, '.', '+', '_' and '-' (at most 64), e.g. 2.1.0")
+    return version
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uid, info.gid = len(data), 0o644, 0, 0, 0
+    info.uname = info.gname = "root"
+    tar.addfile(info, io.BytesIO(data))
+
+
+def build_sample(version: str, out_dir: Path, *, broken: bool = False) -> tuple[Path, str]:
+    """Write the sample app's release ``version`` to ``out_dir``; returns (path, sha256).
+
+    ``broken`` makes a release whose health check fails (HTTP 503), to show the deploy gate.
+    """
+    check_version(version)
+    manifest = {"app": SAMPLE_APP, "version": version, "selftest": "fail" if broken else "pass"}
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        _add(tar, "app.py", (SAMPLE_DIR / "app.py").read_bytes())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{SAMPLE_APP}-{version}.tar.gz"
+    # mtime=0 and no file name in the gzip header: the same version always has the same bytes.
+    with path.open("wb") as handle, gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return path, sha256_file(path)

@@ -1,0 +1,160 @@
+"""Blue-green delivery of the sample web app on a lab of real hosts, under real load.
+
+A load balancer (HAProxy, TLS) and two app hosts (Debian 12 and 13, gunicorn) come from the
+`weblab` fixture. wrk keeps several keep-alive connections busy over HTTPS, without retries,
+while releases are deployed, rolled back, refused and broken; every answer is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from carepath import loadgen, webapp
+from tests.conftest import BIN, ROOT, carepath, cli_env
+from tests.integration.conftest import Lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("weblab")]
+
+APP = "carepath-sample"
+STATE = f"/var/lib/carepath/webapp/{APP}/state.json"
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
+    """The sample app's releases: 1.0.0, 2.0.0 and 2.1.0 work; 3.0.0 fails its health check."""
+    out = tmp_path_factory.mktemp("releases")
+    built = {v: webapp.build_sample(v, out) for v in ("1.0.0", "2.0.0", "2.1.0")}
+    built["3.0.0"] = webapp.build_sample("3.0.0", out, broken=True)
+    return built
+
+
+def run(lab: Lab, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return carepath("run", playbook, "-i", str(lab.inventory), *extra)
+
+
+def deploy(lab: Lab, releases: dict[str, tuple[Path, str]], version: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    path, digest = releases[version]
+    return run(lab, "deploy_webapp", "-e", f"webapp_version={version}", "-e", f"webapp_artifact_src={path}",
+               "-e", f"webapp_artifact_sha256={digest}", *extra)
+
+
+def state(lab: Lab, host: str) -> dict:
+    return json.loads(lab.ssh(host, f"sudo cat {STATE}").stdout)
+
+
+@pytest.fixture(scope="module")
+def live(weblab: Lab, releases: dict[str, tuple[Path, str]]) -> Iterator[Lab]:
+    """The lab with release 1.0.0 live on both app hosts."""
+    proc = deploy(weblab, releases, "1.0.0")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    yield weblab
+
+
+def https(lab: Lab, path: str = "/") -> subprocess.CompletedProcess[str]:
+    """curl through the load balancer, trusting only the lab's CA."""
+    address = lab.hosts["it-lb"]
+    ca = ROOT / ".carepath" / "lab" / lab.name / "tls" / "ca.crt"
+    return subprocess.run(["curl", "-sS", "--cacert", str(ca), "--resolve", f"it-lb:443:{address}",
+                           "-D", "-", f"https://it-lb{path}"], capture_output=True, text=True, check=False)
+
+
+def test_tls_with_the_lab_ca_hsts_and_http_redirect(live: Lab):
+    answer = https(live)
+    assert answer.returncode == 0, answer.stderr  # the certificate chains to the lab's CA
+    headers = answer.stdout.lower()
+    assert "strict-transport-security: max-age=63072000" in headers
+    assert "x-app-version: 1.0.0" in headers
+    assert "server:" not in headers
+    plain = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                            f"http://{live.hosts['it-lb']}/x"], capture_output=True, text=True, check=False)
+    assert plain.stdout.startswith("301 https://")
+    # Old protocols are refused.
+    old = subprocess.run(["curl", "-sS", "-k", "--tls-max", "1.1", f"https://{live.hosts['it-lb']}/"],
+                         capture_output=True, text=True, check=False)
+    assert old.returncode != 0
+
+
+def test_deploy_rollback_refused_release_and_redeploy_under_load_lose_no_request(
+        live: Lab, releases: dict[str, tuple[Path, str]]):
+    windows: list[loadgen.Window] = []
+
+    def step(action, versions: set[str], after: str) -> subprocess.CompletedProcess[str]:
+        start = time.time()
+        proc = action()
+        windows.append(loadgen.Window(start, time.time(), frozenset(versions), after))
+        return proc
+
+    with loadgen.Load(f"https://{live.hosts['it-lb']}/", connections=8, threads=2, delay_ms=2) as load:
+        first = step(lambda: deploy(live, releases, "2.0.0"), {"1.0.0", "2.0.0"}, "2.0.0")
+        assert first.returncode == 0, first.stdout[-4000:]
+        back = step(lambda: run(live, "rollback_webapp"), {"1.0.0", "2.0.0"}, "1.0.0")
+        assert back.returncode == 0, back.stdout[-4000:]
+        broken = step(lambda: deploy(live, releases, "3.0.0", "-e", "webapp_health_retries=6"), {"1.0.0"}, "1.0.0")
+        assert broken.returncode != 0
+        assert "3.0.0 failed its health gate on it-app1" in broken.stdout
+        assert "Traffic never moved" in broken.stdout
+        again = step(lambda: deploy(live, releases, "2.0.0"), {"1.0.0", "2.0.0"}, "2.0.0")
+        assert again.returncode == 0, again.stdout[-4000:]
+        time.sleep(1)
+    result = load.result
+    assert result is not None
+    assert result.failed == 0, result.output
+    assert {a.status for a in result.answers} == {200}
+    assert len(result.answers) == result.requests > 1000
+    assert "3.0.0" not in {a.version for a in result.answers}
+    wrong = loadgen.unexpected_versions(result.answers, "1.0.0", windows)
+    assert wrong == [], f"{len(wrong)} answers from a release not live then, first: {wrong[:3]}"
+    # The refused release is marked bad on the host that tried it; history names every step.
+    app1 = state(live, "it-app1")
+    assert "3.0.0" in app1["bad"] and "health gate failed" in app1["bad"]["3.0.0"]["reason"]
+    assert app1["colours"][app1["active"]]["version"] == "2.0.0"
+    history = [json.loads(line) for line in live.ssh("it-app1", f"sudo cat /var/lib/carepath/webapp/{APP}/history.jsonl")
+               .stdout.splitlines()]
+    actions = [(h["action"], h["version"]) for h in history]
+    assert ("rolled_back", "1.0.0") in actions and ("gate_failed", "3.0.0") in actions
+    assert actions[-1] == ("activated", "2.0.0")
+
+
+def test_killing_the_new_colour_after_the_switch_moves_traffic_back_without_a_failed_request(
+        live: Lab, releases: dict[str, tuple[Path, str]]):
+    # Whatever the previous test left live, start from 2.0.0 on both hosts.
+    ready = deploy(live, releases, "2.0.0")
+    assert ready.returncode == 0, ready.stdout[-4000:]
+    before = state(live, "it-app1")
+    new_colour = "green" if before["active"] == "blue" else "blue"
+    path, digest = releases["2.1.0"]
+    with loadgen.Load(f"https://{live.hosts['it-lb']}/", connections=8, threads=2, delay_ms=2) as load:
+        # it-app1 goes first (serial 1); the post-switch watch lasts 8 s.
+        started = time.time()
+        proc = subprocess.Popen(  # noqa: S603
+            [str(BIN / "carepath"), "run", "deploy_webapp", "-i", str(live.inventory), "-e", "webapp_version=2.1.0",
+             "-e", f"webapp_artifact_src={path}", "-e", f"webapp_artifact_sha256={digest}",
+             "-e", "webapp_smoke_seconds=8"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=ROOT)
+        load.wait_for_version("2.1.0", timeout=180)
+        live.ssh("it-app1", f"sudo systemctl kill -s KILL carepath-webapp-{APP}@{new_colour}")
+        output, _ = proc.communicate(timeout=300)
+        ended = time.time()
+        time.sleep(1)
+    result = load.result
+    assert result is not None
+    assert proc.returncode != 0, output[-4000:]
+    assert "2.1.0 failed after the switch on it-app1" in output
+    assert f"Traffic is back on {before['active']}" in output
+    assert result.failed == 0, result.output
+    assert {a.status for a in result.answers} == {200}
+    # 2.1.0 answered only while the deploy ran; 2.0.0 alone serves again after it.
+    window = loadgen.Window(started, ended, frozenset({"2.0.0", "2.1.0"}), "2.0.0")
+    assert loadgen.unexpected_versions(result.answers, "2.0.0", [window]) == []
+    assert {a.version for a in result.answers if a.at > ended} == {"2.0.0"}
+    after = state(live, "it-app1")
+    assert after["active"] == before["active"]
+    assert "2.1.0" in after["bad"] and "post-switch" in after["bad"]["2.1.0"]["reason"]
+    # it-app2 was never touched: the deploy stopped at the first host.
+    assert state(live, "it-app2")["colours"][state(live, "it-app2")["active"]]["version"] == "2.0.0"
