@@ -16,6 +16,8 @@ description:
   - O(state=released) removes the lock if this run holds it; a lock held by another run is left
     alone (and reported).
   - O(break_lock=true) takes the lock over from another run (a run that died holding it).
+  - The module never reports C(changed), as a run takes and gives back its lock without
+    changing what the host serves; RV(acquired) says what it did.
 version_added: "0.1.0"
 author: carepath contributors
 options:
@@ -57,6 +59,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+acquired:
+  description: Whether the lock is held by this run after the call.
+  returned: always
+  type: bool
 holder:
   description: The lock's holder after the call (null when released).
   returned: always
@@ -108,10 +114,10 @@ def main():
     if p["state"] == "released":
         if mine and not module.check_mode:
             os.unlink(p["path"])
-        module.exit_json(changed=mine, holder=None if mine or current is None else current)
+        module.exit_json(changed=False, acquired=False, holder=None if mine or current is None else current)
 
     if mine:
-        module.exit_json(changed=False, holder=current)
+        module.exit_json(changed=False, acquired=True, holder=current)
     if current is not None and not p["break_lock"]:
         module.fail_json(
             msg=(f"{p['what']} refused: run {current.get('run_id')} (operator {current.get('operator', 'unknown')}, "
@@ -127,7 +133,7 @@ def main():
         except FileExistsError:
             module.fail_json(msg=f"{p['what']} refused: another run took the lock a moment ago ({p['path']})",
                              holder=read(p["path"]))
-    module.exit_json(changed=True, holder=holder, broken=current)
+    module.exit_json(changed=False, acquired=True, holder=holder, broken=current)
 
 
 if __name__ == "__main__":

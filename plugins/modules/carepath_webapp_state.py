@@ -56,6 +56,12 @@ rollback_target:
   description: The release a rollback goes back to (the one live before the active one), and whether it is bad.
   returned: always
   type: dict
+carepath_release:
+  description:
+    - The event recorded, with the app's name (the state directory's name); the evidence
+      callback keeps it in the run's audit evidence.
+  returned: when O(event) is given
+  type: dict
 """
 
 import json
@@ -152,7 +158,8 @@ def main():
                 handle.flush()
                 os.fsync(handle.fileno())
             write_atomic(state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")
-    module.exit_json(changed=changed, state=state, rollback_target=rollback_target(state))
+    extra = {"carepath_release": {"app": os.path.basename(directory.rstrip("/")), **event}} if event else {}
+    module.exit_json(changed=changed, state=state, rollback_target=rollback_target(state), **extra)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def build_sample(version: str, out_dir: Path, *, broken: bool = False) -> tuple[Path, str]:
-    """Write the sample app's release ``version`` to ``out_dir``; returns (path, sha256).
+    """Write the sample app's release ``version`` (and its ``.sha256``) to ``out_dir``; returns (path, sha256).
 
     ``broken`` makes a release whose health check fails (HTTP 503), to show the deploy gate.
     """
@@ -64,4 +64,7 @@ def build_sample(version: str, out_dir: Path, *, broken: bool = False) -> tuple[
     # mtime=0 and no file name in the gzip header: the same version always has the same bytes.
     with path.open("wb") as handle, gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as gz:
         gz.write(raw.getvalue())
-    return path, sha256_file(path)
+    digest = sha256_file(path)
+    # Next to it, in sha256sum's format (`sha256sum -c` checks it).
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n", encoding="utf-8")
+    return path, digest

@@ -8,6 +8,7 @@ while releases are deployed, rolled back, refused and broken; every answer is ch
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -42,6 +43,14 @@ def deploy(lab: Lab, releases: dict[str, tuple[Path, str]], version: str, *extra
     path, digest = releases[version]
     return run(lab, "deploy_webapp", "-e", f"webapp_version={version}", "-e", f"webapp_artifact_src={path}",
                "-e", f"webapp_artifact_sha256={digest}", *extra)
+
+
+def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
+    """The release events in the evidence bundle of a `carepath run` (its path is printed)."""
+    match = re.search(r"carepath: evidence (\S+)", proc.stdout + proc.stderr)
+    assert match, "carepath run printed no evidence bundle"
+    events = [json.loads(line) for line in (ROOT / match.group(1) / "events.jsonl").read_text().splitlines()]
+    return [{"host": e["host"], **e["data"]["release"]} for e in events if "release" in e.get("data", {})]
 
 
 def state(lab: Lab, host: str) -> dict:
@@ -119,6 +128,13 @@ def test_deploy_rollback_refused_release_and_redeploy_under_load_lose_no_request
     actions = [(h["action"], h["version"]) for h in history]
     assert ("rolled_back", "1.0.0") in actions and ("gate_failed", "3.0.0") in actions
     assert actions[-1] == ("activated", "2.0.0")
+    # The run's evidence holds the same history, per host, with the run id the hosts recorded.
+    releases_seen = evidence_releases(first)
+    assert {(r["host"], r["action"], r["version"]) for r in releases_seen} >= {
+        ("it-app1", "activated", "2.0.0"), ("it-app2", "activated", "2.0.0")}
+    run_ids = {r["run_id"] for r in releases_seen}
+    assert len(run_ids) == 1 and run_ids <= {h["run_id"] for h in history}
+    assert {(r["action"], r["version"]) for r in evidence_releases(broken)} >= {("gate_failed", "3.0.0")}
 
 
 def test_killing_the_new_colour_after_the_switch_moves_traffic_back_without_a_failed_request(
@@ -158,3 +174,35 @@ def test_killing_the_new_colour_after_the_switch_moves_traffic_back_without_a_fa
     assert "2.1.0" in after["bad"] and "post-switch" in after["bad"]["2.1.0"]["reason"]
     # it-app2 was never touched: the deploy stopped at the first host.
     assert state(live, "it-app2")["colours"][state(live, "it-app2")["active"]]["version"] == "2.0.0"
+
+
+def test_the_active_colours_survive_a_reload_and_a_reboot_of_the_load_balancer(live: Lab):
+    expected = {host: state(live, host) for host in ("it-app1", "it-app2")}
+
+    def serving() -> dict[str, str]:
+        out = live.ssh("it-lb", "echo 'show stat' | sudo python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
+                                "s.connect('/run/haproxy/admin.sock'); s.sendall(sys.stdin.read().encode()); "
+                                "print(s.makefile().read())\"").stdout.splitlines()
+        header = out[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in out[1:] if line]
+        return {r["svname"]: r["status"] for r in rows if r["pxname"] == f"be_{APP}" and r["svname"] != "BACKEND"}
+
+    def assert_as_deployed() -> None:
+        servers = serving()
+        for host, host_state in expected.items():
+            active = host_state["active"]
+            idle = "green" if active == "blue" else "blue"
+            assert servers[f"{host}_{active}"].startswith("UP"), servers
+            assert servers[f"{host}_{idle}"] == "MAINT", servers
+        answer = https(live)
+        assert "x-app-version: 2.0.0" in answer.stdout.lower()
+
+    assert_as_deployed()
+    live.ssh("it-lb", "sudo systemctl reload haproxy && sleep 2")
+    assert_as_deployed()
+    subprocess.run(["podman", "restart", f"{live.name}-it-lb"], check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and https(live).returncode != 0:
+        time.sleep(1)
+    time.sleep(2)  # health checks need two passes (rise 2) before a server is UP
+    assert_as_deployed()

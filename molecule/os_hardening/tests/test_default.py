@@ -156,6 +156,7 @@ def test_debsums_finds_a_changed_package_file(host):
 
 
 def test_needrestart_lists_and_never_restarts(host):
-    out = host.check_output("needrestart -b 2>&1; perl -e 'our %nrconf; do q(/etc/needrestart/needrestart.conf); print $nrconf{restart}'")
+    effective = "perl -e 'our %nrconf; do q(/etc/needrestart/needrestart.conf); print $nrconf{restart}'"
+    out = host.check_output(f"needrestart -b 2>&1; {effective}")
     assert "NEEDRESTART-VER" in out
     assert out.splitlines()[-1] == "l"

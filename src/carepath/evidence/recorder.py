@@ -44,6 +44,9 @@ from carepath.runner import new_run_id
 
 CONTROL_TAG = re.compile(r"^cp_([a-z]+)_(\d+)$")
 STATUSES = ("ok", "changed", "failed", "skipped", "unreachable")
+#: Fields of a release event (carepath_webapp_state's ``carepath_release``) kept in evidence.
+RELEASE_FIELDS = ("app", "action", "version", "colour", "from_version", "run_id", "at", "gate_passed_at",
+                  "switch_seconds", "reason")
 
 
 def utc(ts: float | None = None) -> str:
@@ -240,6 +243,11 @@ class Recorder:
             data["controls"] = [{"id": str(r.get("id")), "status": str(r.get("status")),
                                  **({"exception": self.redactor.data(r["exception"])} if r.get("exception") else {})}
                                 for r in reports if isinstance(r, Mapping)]
+        release = result.get("carepath_release")
+        if isinstance(release, Mapping) and not no_log:
+            # What a deploy or rollback did (roles/webapp): which app, release, colour and run.
+            data["release"] = {k: self.redactor.text(str(release[k]))[:300]
+                               for k in RELEASE_FIELDS if release.get(k) is not None}
         if isinstance(result.get("results"), list):
             data["items"] = len(result["results"])
         record = {"type": f"task_{status}", "host": host, "task": self.redactor.text(task),
