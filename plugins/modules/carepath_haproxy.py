@@ -89,6 +89,7 @@ smoke:
 """
 
 import csv
+import fcntl
 import io
 import os
 import socket as socketlib
@@ -146,14 +147,18 @@ def counter(row, key):
 
 
 def save_state(api, path):
-    state = api.call("show servers state")
+    """Dump the servers' state to ``path``. Under a lock: runs switching several app hosts at
+    once each dump after their change, and the file must end with the last dump."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".server-state.", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(state)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = api.call("show servers state")
+        fd, tmp = tempfile.mkstemp(prefix=".server-state.", dir=directory)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(state)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
 
 
 def watch(api, backend, server, seconds, start_total, started):
