@@ -206,3 +206,27 @@ def test_the_active_colours_survive_a_reload_and_a_reboot_of_the_load_balancer(l
         time.sleep(1)
     time.sleep(2)  # health checks need two passes (rise 2) before a server is UP
     assert_as_deployed()
+
+
+def test_a_second_deploy_of_the_same_app_is_refused_while_one_runs(live: Lab, releases: dict[str, tuple[Path, str]]):
+    path, digest = releases["1.0.0"]
+    first = subprocess.Popen(  # noqa: S603
+        [str(BIN / "carepath"), "run", "deploy_webapp", "-i", str(live.inventory), "-e", "webapp_version=1.0.0",
+         "-e", f"webapp_artifact_src={path}", "-e", f"webapp_artifact_sha256={digest}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=ROOT)
+    lock = f"/run/carepath/locks/webapp-{APP}.lock"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and live.ssh("it-lb", f"test -e {lock}", check=False).returncode != 0:
+        time.sleep(0.2)
+    holder = json.loads(live.ssh("it-lb", f"sudo cat {lock}").stdout)
+    second = deploy(live, releases, "2.0.0")
+    rollback = run(live, "rollback_webapp")
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output[-4000:]
+    assert second.returncode != 0
+    assert f"deploy of {APP} refused: run {holder['run_id']}" in second.stdout
+    assert "webapp_break_lock=true" in second.stdout
+    assert rollback.returncode != 0 and f"rollback of {APP} refused: run {holder['run_id']}" in rollback.stdout
+    # The refused runs changed nothing: the first deploy's release is live, and the lock is gone.
+    assert state(live, "it-app1")["colours"][state(live, "it-app1")["active"]]["version"] == "1.0.0"
+    assert live.ssh("it-lb", f"test -e {lock}", check=False).returncode != 0

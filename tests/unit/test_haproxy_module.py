@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import socket
 import socketserver
 import tempfile
 import threading
@@ -169,7 +170,8 @@ def test_switch_moves_the_traffic_and_drains_the_old_server(fake: FakeHAProxy, t
         if traffic and haproxy.rows[(BACKEND, "app1_green")]["admin"] == "ready":
             haproxy.rows[(BACKEND, "app1_green")]["stot"] += 1
     fake.on_show_stat = serve
-    fake.rows[(BACKEND, "app1_green")]["weight"] = 1
+    # Its checks have not passed yet (rise 2): the caller's health gate did, the module forces it up.
+    fake.rows[(BACKEND, "app1_green")].update(weight=1, health="DOWN")
     result = switch(fake, tmp_path)
     assert not result["failed"] and result["changed"], result.get("msg")
     assert result["smoke"] == {"result": "passed", "seconds": 0.3}
@@ -190,6 +192,14 @@ def test_switch_moves_the_traffic_and_drains_the_old_server(fake: FakeHAProxy, t
     assert "app1_blue MAINT" in (tmp_path / "lib" / "state").read_text()
     again = switch(fake, tmp_path)
     assert not again["failed"] and not again["changed"] and sets(fake) == commands  # already switched
+
+
+def test_a_switch_interrupted_while_draining_is_finished(fake: FakeHAProxy, tmp_path: Path) -> None:
+    fake.rows[(BACKEND, "app1_green")]["admin"] = "ready"
+    fake.rows[(BACKEND, "app1_blue")]["admin"] = "drain"
+    result = switch(fake, tmp_path)
+    assert not result["failed"] and result["changed"]
+    assert (fake.status(BACKEND, "app1_green"), fake.status(BACKEND, "app1_blue")) == ("UP", "MAINT")
 
 
 def test_the_drain_waits_for_the_old_servers_sessions(fake: FakeHAProxy, tmp_path: Path) -> None:
@@ -265,3 +275,12 @@ def test_a_missing_socket_fails_except_in_check_mode(tmp_path: Path) -> None:
     assert not run(check=True, **{**args, "action": "status"})["changed"]
     real = run(**args)
     assert real["failed"] and f"cannot reach HAProxy's runtime API at {tmp_path / 'no.sock'}" in real["msg"]
+
+
+def test_a_socket_nobody_listens_on_fails_even_in_check_mode() -> None:
+    with tempfile.TemporaryDirectory(prefix="cp-hap-") as directory, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        path = str(Path(directory) / "admin.sock")
+        stale.bind(path)  # the file is there, HAProxy is not (never listened)
+        result = run(check=True, socket=path, backend=BACKEND, action="status", state_file=str(Path(directory) / "s"))
+    assert result["failed"] and f"cannot reach HAProxy's runtime API at {path}" in result["msg"]
