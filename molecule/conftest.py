@@ -32,3 +32,20 @@ def peer(host) -> str:
 def peer_host(host):
     """The other scenario host, to run commands on (testinfra's podman backend)."""
     return testinfra.get_host(f"podman://{_peer_name(host)}")
+
+
+def haproxy_command(host, command: str, to_file: str = "") -> str:
+    """Send one command to HAProxy's admin socket on ``host``; its answer, or written to ``to_file``."""
+    query = (
+        "python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
+        f"s.sendall(sys.argv[1].encode()+b'\\n'); print(s.makefile().read())\" '{command}'"
+    )
+    return host.check_output(f"{query} > {to_file}" if to_file else query)
+
+
+def haproxy_servers(host, backend: str) -> dict[str, str]:
+    """The status (UP, MAINT, DOWN...) of every server of ``backend``, by name."""
+    rows = haproxy_command(host, "show stat").splitlines()
+    header = rows[0].lstrip("# ").split(",")
+    stats = [dict(zip(header, row.split(","), strict=False)) for row in rows[1:] if row]
+    return {r["svname"]: r["status"] for r in stats if r["pxname"] == backend and r["svname"] != "BACKEND"}

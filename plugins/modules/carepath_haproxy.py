@@ -185,6 +185,51 @@ def watch(api, backend, server, seconds, start_total, started):
         time.sleep(0.1)
 
 
+def move_back(api, backend, server, old, state_file):
+    """Best effort after an interrupted switch: the old server ready, the new one out."""
+    try:
+        if old:
+            api.command(f"set weight {backend}/{old} 100%")
+            api.command(f"set server {backend}/{old} state ready")
+        api.command(f"set server {backend}/{server} state maint")
+        save_state(api, state_file)
+    except (RuntimeError, OSError) as exc:
+        return f"moving the traffic back failed too ({exc}): check HAProxy's servers by hand"
+    return f"traffic moved back to {old}" if old else f"{server} taken out of rotation"
+
+
+def switch(module, api, p, rows, result):
+    backend, server, old = p["backend"], p["server"], p["from_server"]
+    started = time.monotonic()
+    start_total = counter(rows[server], "stot")
+    api.command(f"set weight {backend}/{server} 100%")
+    api.command(f"set server {backend}/{server} state ready")
+    api.command(f"set server {backend}/{server} health up")
+    if old:
+        # The old colour stays eligible (weight 1 of 100) while the new one is watched: a request
+        # the new colour fails is retried there (retry-on, redispatch) instead of failing.
+        api.command(f"set weight {backend}/{old} 1")
+    save_state(api, p["state_file"])
+    failure, first = watch(api, backend, server, p["smoke_seconds"], start_total, started)
+    result["switch_seconds"] = None if first is None else round(first, 3)
+    if failure:
+        back = move_back(api, backend, server, old, p["state_file"])
+        result["smoke"] = {"result": "failed", "reason": failure}
+        result["servers"] = summary(api.servers(backend))
+        module.fail_json(msg=f"post-switch check failed: {failure}; {back}", **result)
+    result["smoke"] = {"result": "passed", "seconds": p["smoke_seconds"]}
+    if old:
+        api.command(f"set server {backend}/{old} state drain")
+        deadline = time.monotonic() + p["drain_timeout"]
+        while time.monotonic() < deadline and counter(api.servers(backend)[old], "scur") > 0:
+            time.sleep(0.1)
+        api.command(f"set server {backend}/{old} state maint")
+        api.command(f"set weight {backend}/{old} 100%")
+    save_state(api, p["state_file"])
+    result["servers"] = summary(api.servers(backend))
+    module.exit_json(**result)
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -239,39 +284,12 @@ def main():
     if module.check_mode:
         module.exit_json(**result)
 
-    started = time.monotonic()
-    start_total = counter(rows[server], "stot")
-    api.command(f"set weight {backend}/{server} 100%")
-    api.command(f"set server {backend}/{server} state ready")
-    api.command(f"set server {backend}/{server} health up")
-    if old:
-        # The old colour stays eligible (weight 1 of 100) while the new one is watched: a request
-        # the new colour fails is retried there (retry-on, redispatch) instead of failing.
-        api.command(f"set weight {backend}/{old} 1")
-    save_state(api, p["state_file"])
-    failure, first = watch(api, backend, server, p["smoke_seconds"], start_total, started)
-    result["switch_seconds"] = None if first is None else round(first, 3)
-    if failure:
-        if old:
-            api.command(f"set weight {backend}/{old} 100%")
-            api.command(f"set server {backend}/{old} state ready")
-        api.command(f"set server {backend}/{server} state maint")
-        save_state(api, p["state_file"])
-        result["smoke"] = {"result": "failed", "reason": failure}
-        result["servers"] = summary(api.servers(backend))
-        back = f"; traffic moved back to {old}" if old else ""
-        module.fail_json(msg=f"post-switch check failed: {failure}{back}", **result)
-    result["smoke"] = {"result": "passed", "seconds": p["smoke_seconds"]}
-    if old:
-        api.command(f"set server {backend}/{old} state drain")
-        deadline = time.monotonic() + p["drain_timeout"]
-        while time.monotonic() < deadline and counter(api.servers(backend)[old], "scur") > 0:
-            time.sleep(0.1)
-        api.command(f"set server {backend}/{old} state maint")
-        api.command(f"set weight {backend}/{old} 100%")
-    save_state(api, p["state_file"])
-    result["servers"] = summary(api.servers(backend))
-    module.exit_json(**result)
+    try:
+        switch(module, api, p, rows, result)
+    except (RuntimeError, OSError) as exc:
+        # HAProxy refused a command or the socket failed half-way: put the traffic back.
+        back = move_back(api, backend, server, old, p["state_file"])
+        module.fail_json(msg=f"switch of {backend} to {server} interrupted: {exc}; {back}", **result)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ options:
     choices: [acquired, released]
     default: acquired
   holder:
-    description: Who takes the lock; C(run_id) is required, other keys (operator, what) are shown to whoever is refused.
+    description: Who takes the lock; C(run_id) is required; C(operator), C(detail) and C(since) are shown to whoever is refused.
     type: dict
     required: true
   what:
@@ -78,11 +78,12 @@ from ansible.module_utils.basic import AnsibleModule
 def read(path):
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            holder = json.load(handle)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
         return {"run_id": "(unreadable lock file)"}
+    return holder if isinstance(holder, dict) else {"run_id": "(unreadable lock file)"}
 
 
 def create(path, holder):

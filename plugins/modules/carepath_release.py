@@ -159,7 +159,10 @@ def unpack(src, releases, version, digest):
         manifest_path = os.path.join(tmp, MANIFEST)
         if os.path.exists(manifest_path):
             with open(manifest_path, encoding="utf-8") as handle:
-                declared = str(json.load(handle).get("version", ""))
+                manifest = json.load(handle)
+            if not isinstance(manifest, dict):
+                raise ValueError(f"{MANIFEST} is not a JSON object")
+            declared = str(manifest.get("version", ""))
             if declared != version:
                 raise ValueError(f"the artifact's manifest says version {declared!r}, not {version!r}")
         with open(os.path.join(tmp, STAMP), "w", encoding="utf-8") as handle:

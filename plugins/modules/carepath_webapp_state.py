@@ -144,8 +144,9 @@ def main():
         event = {k: v for k, v in event.items() if v is not None}
         if event.get("action") not in ACTIONS:
             module.fail_json(msg=f"event.action must be one of {', '.join(ACTIONS)}")
-        if event.get("colour") is not None and event["colour"] not in COLOURS:
-            module.fail_json(msg=f"event.colour must be blue or green, not {event['colour']!r}")
+        needs_colour = event["action"] in ("installed", "activated", "rolled_back")
+        if (needs_colour or event.get("colour") is not None) and event.get("colour") not in COLOURS:
+            module.fail_json(msg=f"event.colour must be blue or green, not {event.get('colour')!r}")
         if not event.get("version"):
             module.fail_json(msg="event.version is required")
         event = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **event}

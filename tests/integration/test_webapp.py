@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +30,9 @@ STATE = f"/var/lib/carepath/webapp/{APP}/state.json"
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
-    """The sample app's releases: 1.0.0, 2.0.0 and 2.1.0 work; 3.0.0 fails its health check."""
+    """The sample app's releases: 1.0.0, 2.0.0, 2.1.0 and 2.2.0 work; 3.0.0 fails its health check."""
     out = tmp_path_factory.mktemp("releases")
-    built = {v: webapp.build_sample(v, out) for v in ("1.0.0", "2.0.0", "2.1.0")}
+    built = {v: webapp.build_sample(v, out) for v in ("1.0.0", "2.0.0", "2.1.0", "2.2.0")}
     built["3.0.0"] = webapp.build_sample("3.0.0", out, broken=True)
     return built
 
@@ -230,3 +232,67 @@ def test_a_second_deploy_of_the_same_app_is_refused_while_one_runs(live: Lab, re
     # The refused runs changed nothing: the first deploy's release is live, and the lock is gone.
     assert state(live, "it-app1")["colours"][state(live, "it-app1")["active"]]["version"] == "1.0.0"
     assert live.ssh("it-lb", f"test -e {lock}", check=False).returncode != 0
+
+
+@pytest.fixture()
+def artifact_server(live: Lab, releases: dict[str, tuple[Path, str]]) -> Iterator[str]:
+    """The releases' folder served over HTTP on the lab network's gateway (an internal artifact server)."""
+    network = json.loads(subprocess.run(["podman", "network", "inspect", f"{live.name}-net"], capture_output=True,
+                                        text=True, check=True).stdout)[0]
+    gateway = network["subnets"][0]["gateway"]
+    with socket.socket() as probe:
+        probe.bind((gateway, 0))
+        port = probe.getsockname()[1]
+    folder = next(iter(releases.values()))[0].parent
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", gateway, "--directory",  # noqa: S603
+                               str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    yield f"http://{gateway}:{port}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_a_release_from_an_internal_url_is_checked_before_it_is_installed(
+        live: Lab, releases: dict[str, tuple[Path, str]], artifact_server: str):
+    live_before = state(live, "it-app1")["colours"][state(live, "it-app1")["active"]]["version"]
+    wrong_digest = releases["1.0.0"][1]
+    refused = run(live, "deploy_webapp", "-e", "webapp_version=2.2.0",
+                  "-e", f"webapp_artifact_url={artifact_server}/{releases['2.2.0'][0].name}",
+                  "-e", f"webapp_artifact_sha256={wrong_digest}")
+    assert refused.returncode != 0
+    assert "checksum" in refused.stdout.lower()
+    assert live.ssh("it-app1", f"test -e /srv/carepath/{APP}/releases/2.2.0", check=False).returncode != 0
+    assert state(live, "it-app1")["colours"][state(live, "it-app1")["active"]]["version"] == live_before
+    path, digest = releases["2.2.0"]
+    fetched = run(live, "deploy_webapp", "-e", "webapp_version=2.2.0", "-e", f"webapp_artifact_url={artifact_server}/{path.name}",
+                  "-e", f"webapp_artifact_sha256={digest}")
+    assert fetched.returncode == 0, fetched.stdout[-4000:]
+    for host in ("it-app1", "it-app2"):
+        host_state = state(live, host)
+        assert host_state["colours"][host_state["active"]]["version"] == "2.2.0"
+
+
+def test_a_rollback_onto_a_release_marked_bad_is_refused(live: Lab):
+    before = state(live, "it-app1")
+    target = [v for v in before["activations"] if v != before["colours"][before["active"]]["version"]][-1]
+    refused = run(live, "rollback_webapp", "-e", json.dumps({"webapp_bad_releases": [target]}))
+    assert refused.returncode != 0
+    assert f"back to {target} is" in refused.stdout and "refused: that release is marked bad" in refused.stdout
+    assert state(live, "it-app1")["active"] == before["active"]
+
+
+def test_a_rollback_reinstalls_the_earlier_release_when_its_colour_is_not_running(live: Lab):
+    before = {host: state(live, host) for host in ("it-app1", "it-app2")}
+    for host, host_state in before.items():
+        idle = "green" if host_state["active"] == "blue" else "blue"
+        live.ssh(host, f"sudo systemctl stop carepath-webapp-{APP}@{idle}")
+    back = run(live, "rollback_webapp")
+    assert back.returncode == 0, back.stdout[-4000:]
+    for host, host_state in before.items():
+        idle = "green" if host_state["active"] == "blue" else "blue"
+        after = state(live, host)
+        assert after["active"] == idle
+        earlier = [v for v in host_state["activations"] if v != host_state["colours"][host_state["active"]]["version"]][-1]
+        assert after["colours"][idle]["version"] == earlier
+        assert live.ssh(host, f"systemctl is-active carepath-webapp-{APP}@{idle}").stdout.strip() == "active"
+    assert "x-app-version: " + after["colours"][after["active"]]["version"] in https(live).stdout.lower()

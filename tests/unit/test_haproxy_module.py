@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import socket
 import socketserver
@@ -10,17 +9,12 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
-_SPEC = importlib.util.spec_from_file_location(
-    "carepath_haproxy", Path(__file__).resolve().parents[2] / "plugins" / "modules" / "carepath_haproxy.py"
-)
-haproxy = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(haproxy)
+from tests.unit import modules
+
+haproxy = modules.load("carepath_haproxy")
 
 BACKEND = "be_app"
 # The columns the module reads, among others it does not, in HAProxy's order; rows end with a comma as HAProxy's do.
@@ -109,25 +103,8 @@ def fake() -> Iterator[FakeHAProxy]:
         thread.join(5)
 
 
-class _Done(Exception):
-    def __init__(self, result: dict) -> None:
-        self.result = result
-
-
 def run(check: bool = False, **args: object) -> dict:
-    """Run the module's main() with ``args``; returns what it passed to exit_json or fail_json (failed=True)."""
-
-    def exit_json(_module, **kw):
-        raise _Done({"failed": False, **kw})
-
-    def fail_json(_module, msg, **kw):
-        raise _Done({"failed": True, "msg": msg, **kw})
-
-    with patch_module_args({**args, "_ansible_check_mode": check, "_ansible_no_log": True}), \
-            mock.patch.object(basic.AnsibleModule, "exit_json", exit_json), \
-            mock.patch.object(basic.AnsibleModule, "fail_json", fail_json), pytest.raises(_Done) as done:
-        haproxy.main()
-    return done.value.result
+    return modules.run(haproxy, check, **args)
 
 
 def hap(fake: FakeHAProxy, tmp_path: Path, check: bool = False, **args: object) -> dict:
@@ -284,3 +261,20 @@ def test_a_socket_nobody_listens_on_fails_even_in_check_mode() -> None:
         stale.bind(path)  # the file is there, HAProxy is not (never listened)
         result = run(check=True, socket=path, backend=BACKEND, action="status", state_file=str(Path(directory) / "s"))
     assert result["failed"] and f"cannot reach HAProxy's runtime API at {path}" in result["msg"]
+
+
+def test_a_command_haproxy_refuses_mid_switch_puts_the_traffic_back(fake: FakeHAProxy, tmp_path: Path) -> None:
+    answer = fake.answer
+
+    def refuse_the_old_servers_weight(command: str) -> str:
+        if command == f"set weight {BACKEND}/app1_blue 1":
+            fake.commands.append(command)
+            return "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n\n"
+        return answer(command)
+
+    fake.answer = refuse_the_old_servers_weight
+    result = switch(fake, tmp_path)
+    assert result["failed"] and "interrupted: HAProxy refused" in result["msg"]
+    assert result["msg"].endswith("traffic moved back to app1_blue")
+    blue = fake.rows[(BACKEND, "app1_blue")]
+    assert (blue["admin"], blue["weight"], fake.status(BACKEND, "app1_green")) == ("ready", 100, "MAINT")

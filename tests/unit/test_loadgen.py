@@ -23,7 +23,8 @@ def test_without_windows_only_the_first_release_may_answer() -> None:
 
 
 def test_answers_from_the_live_release_are_expected() -> None:
-    answers = [(5.0, "1.0"), (10.0, "1.0"), (15.0, "2.0"), (20.0, "1.0"), (25.0, "2.0"), (35.0, "2.0"), (45.0, "1.0")]
+    answers = [(5.0, "1.0"), (10.0, "1.0"), (10.0, "2.0"), (15.0, "2.0"), (20.0, "1.0"),
+               (25.0, "2.0"), (35.0, "2.0"), (45.0, "1.0")]
     assert _wrong(answers) == []
 
 

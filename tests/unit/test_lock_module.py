@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
-_SPEC = importlib.util.spec_from_file_location(
-    "carepath_lock", Path(__file__).resolve().parents[2] / "plugins" / "modules" / "carepath_lock.py"
-)
-lock = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(lock)
+from tests.unit import modules
+
+lock = modules.load("carepath_lock")
 
 ALICE = {"run_id": "run-1", "operator": "alice", "since": "2024-05-01T10:00:00Z", "detail": "deploy"}
 
 
-class _Done(Exception):
-    def __init__(self, result: dict) -> None:
-        self.result = result
-
-
 def run(check: bool = False, **args: object) -> dict:
-    """Run the module's main() with ``args``; returns what it passed to exit_json or fail_json (failed=True)."""
-
-    def exit_json(_module, **kw):
-        raise _Done({"failed": False, **kw})
-
-    def fail_json(_module, msg, **kw):
-        raise _Done({"failed": True, "msg": msg, **kw})
-
-    with patch_module_args({**args, "_ansible_check_mode": check, "_ansible_no_log": True}), \
-            mock.patch.object(basic.AnsibleModule, "exit_json", exit_json), \
-            mock.patch.object(basic.AnsibleModule, "fail_json", fail_json), pytest.raises(_Done) as done:
-        lock.main()
-    return done.value.result
+    return modules.run(lock, check, **args)
 
 
 @pytest.fixture

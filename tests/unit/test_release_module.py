@@ -3,45 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
 import stat
 import tarfile
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
-_SPEC = importlib.util.spec_from_file_location(
-    "carepath_release", Path(__file__).resolve().parents[2] / "plugins" / "modules" / "carepath_release.py"
-)
-release = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(release)
+from tests.unit import modules
 
-
-class _Done(Exception):
-    def __init__(self, result: dict) -> None:
-        self.result = result
+release = modules.load("carepath_release")
 
 
 def run(check: bool = False, **args: object) -> dict:
-    """Run the module's main() with ``args``; returns what it passed to exit_json or fail_json (failed=True)."""
-
-    def exit_json(_module, **kw):
-        raise _Done({"failed": False, **kw})
-
-    def fail_json(_module, msg, **kw):
-        raise _Done({"failed": True, "msg": msg, **kw})
-
-    with patch_module_args({**args, "_ansible_check_mode": check, "_ansible_no_log": True}), \
-            mock.patch.object(basic.AnsibleModule, "exit_json", exit_json), \
-            mock.patch.object(basic.AnsibleModule, "fail_json", fail_json), pytest.raises(_Done) as done:
-        release.main()
-    return done.value.result
+    return modules.run(release, check, **args)
 
 
 def artifact(tmp_path: Path, version: str, *, body: bytes = b"print('hi')\n", manifest: str | None = None,
@@ -187,3 +164,19 @@ def test_bad_arguments_are_refused(tmp_path: Path, args: dict, message: str) -> 
     result = run(**{"root": str(tmp_path / "app"), "version": "1.0", "src": src, "sha256": digest, **args})
     assert result["failed"] and message in result["msg"]
     assert not (tmp_path / "app").exists()
+
+
+def test_a_manifest_that_is_not_an_object_is_a_clean_failure(tmp_path: Path) -> None:
+    src, digest = artifact(tmp_path, "1.0")
+    # Rewrite the manifest as a JSON list (valid JSON, not an object).
+    fixed = tmp_path / "list-manifest.tar.gz"
+    with tarfile.open(src) as old, tarfile.open(fixed, "w:gz") as new:
+        for member in old.getmembers():
+            data = old.extractfile(member).read() if member.isfile() else None
+            data = b"[]" if member.name == "carepath-release.json" else data
+            if data is not None:
+                member.size = len(data)
+            new.addfile(member, io.BytesIO(data) if data is not None else None)
+    result = run(root=str(tmp_path / "app"), version="1.0", src=str(fixed), sha256=hashlib.sha256(fixed.read_bytes()).hexdigest())
+    assert result["failed"] and "is not a JSON object" in result["msg"]
+    assert not (tmp_path / "app" / "releases" / "1.0").exists()

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import tarfile
+import time
 from pathlib import Path
 from types import ModuleType
 from wsgiref.util import setup_testing_defaults
@@ -16,10 +17,15 @@ from carepath import webapp
 from carepath.cli import main
 from carepath.errors import CarepathError
 
+_now = time.time
 
-def test_a_version_always_builds_the_same_bytes_and_another_version_others(tmp_path: Path) -> None:
+
+def test_a_version_always_builds_the_same_bytes_and_another_version_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, digest = webapp.build_sample("1.2.3", tmp_path / "a")
-    again, digest_again = webapp.build_sample("1.2.3", tmp_path / "b")
+    with monkeypatch.context() as later:  # a build an hour later, with no time in the bytes
+        later.setattr(time, "time", lambda: 3600.0 + _now())
+        again, digest_again = webapp.build_sample("1.2.3", tmp_path / "b")
     _, other = webapp.build_sample("1.2.4", tmp_path / "a")
     assert path.name == "carepath-sample-1.2.3.tar.gz" and path.parent == tmp_path / "a"
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
-_SPEC = importlib.util.spec_from_file_location(
-    "carepath_webapp_state", Path(__file__).resolve().parents[2] / "plugins" / "modules" / "carepath_webapp_state.py"
-)
-webapp_state = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(webapp_state)
+from tests.unit import modules
 
-
-class _Done(Exception):
-    def __init__(self, result: dict) -> None:
-        self.result = result
+webapp_state = modules.load("carepath_webapp_state")
 
 
 def run(check: bool = False, **args: object) -> dict:
-    """Run the module's main() with ``args``; returns what it passed to exit_json or fail_json (failed=True)."""
-
-    def exit_json(_module, **kw):
-        raise _Done({"failed": False, **kw})
-
-    def fail_json(_module, msg, **kw):
-        raise _Done({"failed": True, "msg": msg, **kw})
-
-    with patch_module_args({**args, "_ansible_check_mode": check, "_ansible_no_log": True}), \
-            mock.patch.object(basic.AnsibleModule, "exit_json", exit_json), \
-            mock.patch.object(basic.AnsibleModule, "fail_json", fail_json), pytest.raises(_Done) as done:
-        webapp_state.main()
-    return done.value.result
+    return modules.run(webapp_state, check, **args)
 
 
 def event(directory: Path, action: str, version: str, colour: str | None = None, check: bool = False, **extra: str) -> dict:
@@ -136,3 +113,12 @@ def test_invalid_events_are_refused_and_nothing_is_written(tmp_path: Path, bad_e
     result = run(dir=str(tmp_path / "app"), event=bad_event)
     assert result["failed"] and message in result["msg"]
     assert not (tmp_path / "app").exists()
+
+
+@pytest.mark.parametrize("action", ["installed", "activated", "rolled_back"])
+def test_an_event_that_moves_a_colour_must_name_it(tmp_path: Path, action: str) -> None:
+    assert not event(tmp_path, "installed", "1.0", "blue")["failed"]
+    result = event(tmp_path, action, "2.0")
+    assert result["failed"] and "event.colour must be blue or green" in result["msg"]
+    # Nothing was recorded: the history holds the first event only.
+    assert [h["version"] for h in history(tmp_path)] == ["1.0"]

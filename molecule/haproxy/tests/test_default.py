@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import pytest
 import testinfra
-
-SOCKET = (
-    "python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
-    "s.sendall(sys.argv[1].encode()+b'\\n'); print(s.makefile().read())\" '{}'"
-)
+from conftest import haproxy_command, haproxy_servers
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +13,7 @@ def lb():
 
 
 def _status(host) -> dict[str, str]:
-    rows = host.check_output(SOCKET.format("show stat")).splitlines()
-    header = rows[0].lstrip("# ").split(",")
-    stats = [dict(zip(header, row.split(","), strict=False)) for row in rows[1:] if row]
-    return {r["svname"]: r["status"] for r in stats if r["pxname"] == "be_carepath-sample" and r["svname"] != "BACKEND"}
+    return haproxy_servers(host, "be_carepath-sample")
 
 
 def test_configuration_is_checked_and_haproxy_runs(lb):
@@ -51,11 +44,11 @@ def test_both_colours_are_health_checked(lb):
 
 
 def test_a_colour_in_maintenance_stays_there_after_a_reload(lb):
-    lb.check_output(SOCKET.format("set server be_carepath-sample/haproxy-app_green state maint"))
-    lb.check_output(SOCKET.format("show servers state") + " > /var/lib/haproxy/server-state")
+    haproxy_command(lb, "set server be_carepath-sample/haproxy-app_green state maint")
+    haproxy_command(lb, "show servers state", to_file="/var/lib/haproxy/server-state")
     try:
         lb.check_output("systemctl reload haproxy && sleep 2")
         assert _status(lb)["haproxy-app_green"] == "MAINT"
     finally:
-        lb.check_output(SOCKET.format("set server be_carepath-sample/haproxy-app_green state ready"))
-        lb.check_output(SOCKET.format("show servers state") + " > /var/lib/haproxy/server-state")
+        haproxy_command(lb, "set server be_carepath-sample/haproxy-app_green state ready")
+        haproxy_command(lb, "show servers state", to_file="/var/lib/haproxy/server-state")

@@ -6,13 +6,10 @@ import json
 
 import pytest
 import testinfra
+from conftest import haproxy_servers
 
 APP = "carepath-sample"
 STATE_DIR = f"/var/lib/carepath/webapp/{APP}"
-SOCKET_QUERY = (
-    "python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
-    "s.sendall(sys.argv[1].encode()+b'\\n'); print(s.makefile().read())\" '{}'"
-)
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +23,7 @@ def app():
 
 
 def _servers(host) -> dict[str, str]:
-    rows = host.check_output(SOCKET_QUERY.format("show stat")).splitlines()
-    header = rows[0].lstrip("# ").split(",")
-    stats = [dict(zip(header, row.split(","), strict=False)) for row in rows[1:] if row]
-    return {r["svname"]: r["status"] for r in stats if r["pxname"] == f"be_{APP}" and r["svname"] not in ("BACKEND",)}
+    return haproxy_servers(host, f"be_{APP}")
 
 
 def test_the_load_balancer_serves_the_new_release_over_tls_only(lb):
