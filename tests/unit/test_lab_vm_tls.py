@@ -28,6 +28,27 @@ def test_a_guest_without_a_live_qemu_is_not_running(tmp_path: Path):
     assert guest.info() == {}
 
 
+def test_waiting_for_a_guest_whose_qemu_exited_fails_at_once_with_its_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from carepath.lab import lab
+
+    guest = vm.Guest(tmp_path, "vm1")
+    guest.console.write_text("Booting...\n\nKernel panic - not syncing: VFS: Unable to mount root fs\n")
+    tries: list[list[str]] = []
+
+    def refused(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        tries.append(argv)
+        return subprocess.CompletedProcess(argv, 255, "", "Connection refused")
+
+    monkeypatch.setattr(lab.subprocess, "run", refused)
+    files = lab.LabFiles(tmp_path, tmp_path)
+    with pytest.raises(CarepathError, match="qemu exited before SSH came up") as err:
+        lab._wait_ssh(files, "vm1", "127.0.0.1", 2222, timeout=600, guest=guest)
+    assert "Kernel panic" in str(err.value)
+    assert len(tries) == 1
+
+
 def test_progress_shows_the_kernel_and_errors_but_not_apts_pty_complaint():
     assert vm._progress_line("Setting up linux-image-6.1.0-57-amd64 (6.1.192-3) ...")
     assert vm._progress_line("E: Unable to locate package zstd")

@@ -186,8 +186,15 @@ def ssh_argv(files: LabFiles, address: str, *command: str, port: int = 22) -> li
     ]
 
 
-def _wait_ssh(files: LabFiles, host: str, address: str, port: int = 22, timeout: float = _SSH_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_ssh(
+    files: LabFiles, host: str, address: str, port: int = 22, timeout: float = _SSH_TIMEOUT,
+    guest: vm.Guest | None = None,
+) -> None:
+    """Retry an SSH login until it works. For a VM, give up at once if its qemu exits,
+    and say every minute that it is still booting (software emulation on a busy machine is slow)."""
+    start = time.monotonic()
+    deadline = start + timeout
+    next_report = start + 60
     last = ""
     while time.monotonic() < deadline:
         proc = subprocess.run(  # noqa: S603
@@ -196,8 +203,17 @@ def _wait_ssh(files: LabFiles, host: str, address: str, port: int = 22, timeout:
         if proc.returncode == 0:
             return
         last = proc.stderr.strip()
+        if guest is not None:
+            if guest.pid() is None:
+                raise CarepathError(
+                    f"{host}: qemu exited before SSH came up; the console's last lines:\n{guest.console_tail()}"
+                )
+            if time.monotonic() >= next_report:
+                next_report += 60
+                _say(f"{host} is still booting ({time.monotonic() - start:.0f}s): {guest.console_tail(1)}")
         time.sleep(1)
-    raise CarepathError(f"cannot log in to {host} ({address}) over SSH: {last}")
+    where = f"; console: {guest.console}" if guest is not None else ""
+    raise CarepathError(f"cannot log in to {host} ({address}) over SSH within {timeout:.0f}s: {last}{where}")
 
 
 def _write_inventory(topology: Topology, files: LabFiles, states: dict[str, HostState]) -> None:
@@ -369,7 +385,10 @@ def up(topology: Topology, files: LabFiles, *, rebuild_images: bool = False) -> 
         _wait_ssh(files, state.name, state.address or "")
     for state in vm_states:
         _say(f"waiting for {state.name} to boot (software emulation: a minute or two)")
-        _wait_ssh(files, state.name, state.address or "", state.port, timeout=vm.BOOT_TIMEOUT)
+        _wait_ssh(
+            files, state.name, state.address or "", state.port, timeout=vm.BOOT_TIMEOUT,
+            guest=vm.Guest(files.state, state.name),
+        )
     states.extend(vm_states)
     tls.ensure_ca(files.tls, topology.name)
     for host in topology.hosts:

@@ -34,7 +34,9 @@ _DISK_SIZE = "3G"
 INSTALL_HINT = "install it with: apt-get install -y qemu-system-x86 qemu-utils (or run `make setup`)"
 #: Software emulation works everywhere; set CAREPATH_VM_ACCEL=kvm where KVM really works.
 DEFAULT_ACCEL = "tcg"
-BOOT_TIMEOUT = 300.0
+#: The ceiling for a guest's first SSH login. Alone it boots in about a minute under tcg;
+#: on two busy cores (the full test suite) it has taken over five.
+BOOT_TIMEOUT = 900.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,15 @@ class Guest:
         except OSError:
             return None
         return pid if str(self.overlay).encode() in cmdline else None
+
+    def console_tail(self, lines: int = 5) -> str:
+        """The last lines the guest wrote to its serial console (empty if none yet)."""
+        try:
+            text = self.console.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        kept = [line.strip() for line in text.splitlines() if line.strip()]
+        return "\n".join(kept[-lines:])
 
     def public_host_key(self) -> str:
         return " ".join(Path(f"{self.host_key}.pub").read_text(encoding="utf-8").split()[:2])
