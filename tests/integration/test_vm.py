@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from carepath import controls
+from carepath.lab import vm
 from tests.conftest import carepath
 from tests.integration.conftest import Lab, make_lab
 from tests.integration.test_site import run_site
@@ -76,7 +77,7 @@ def reboot(lab: Lab) -> None:
     boot_id = lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
     # Scheduled a moment ahead, so that this SSH session ends before the guest goes down.
     lab.ssh(HOST, "sudo systemd-run --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot")
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + vm.BOOT_TIMEOUT  # the same ceiling as `lab up` (a busy CI machine)
     while time.monotonic() < deadline:
         try:
             proc = lab.ssh(HOST, "cat /proc/sys/kernel/random/boot_id", check=False, timeout=30)
@@ -85,7 +86,7 @@ def reboot(lab: Lab) -> None:
         if proc.returncode == 0 and proc.stdout.strip() not in ("", boot_id):
             return
         time.sleep(3)
-    raise AssertionError(f"{HOST} did not come back over SSH within 300 s of its reboot")
+    raise AssertionError(f"{HOST} did not come back over SSH within {vm.BOOT_TIMEOUT:.0f} s of its reboot")
 
 
 def test_kernel_only_controls_hold_on_a_real_kernel_and_survive_a_reboot(vm_lab: Lab):
