@@ -174,9 +174,7 @@ def _cmd_lab(project: Project, args: argparse.Namespace) -> int:
             print(f"lab {topo.name!r} is not up; start it with `carepath lab up`")
             return 1
         return 0
-    removed = lab.down(
-        topo.name, files, topo.network, fact_cache=project.fact_cache, remove_images=args.images
-    )
+    removed = lab.down(topo.name, files, topo.network, remove_images=args.images)
     if removed:
         print("removed:\n  " + "\n  ".join(removed))
     else:

@@ -79,7 +79,3 @@ class Project:
     @property
     def runs_dir(self) -> Path:
         return self.state_dir / "runs"
-
-    @property
-    def fact_cache(self) -> Path:
-        return self.root / ".cache" / "facts"

@@ -195,7 +195,7 @@ def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory
         # The evidence bundle takes the runner's id, so bundle and artifacts name each other.
         envvars={**_ansible_env(project), "CAREPATH_RUN_ID": run_id, **_change_env(request), **extra_env},
         # Inputs are never written to env/ (they could hold secrets and would leak into
-        # later runs); the project's own fact cache is used, not a per-run one.
+        # later runs); facts are not cached between runs (see ansible.cfg).
         suppress_env_files=True,
         fact_cache_type="",
         quiet=request.quiet,

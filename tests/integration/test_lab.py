@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.conftest import BIN, ROOT, carepath, cli_env
+from tests.conftest import ROOT, carepath
 from tests.integration.conftest import STATE, Lab, make_lab, podman_json
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
@@ -51,21 +49,12 @@ def test_lab_up_is_idempotent_and_down_removes_everything(tmp_path):
     assert status.returncode == 0
     assert "life1" in status.stdout and "running" in status.stdout and small.hosts["life1"] in status.stdout
 
-    # Facts Ansible caches for the lab's hosts go with the lab (a new lab would get other addresses).
-    facts = subprocess.run(
-        [str(BIN / "ansible"), "life1", "-i", str(small.inventory), "-m", "ansible.builtin.setup", "-a", "gather_subset=min"],
-        capture_output=True, text=True, env=cli_env(), cwd=ROOT, check=False,
-    )
-    assert facts.returncode == 0, facts.stdout[-2000:]
-    assert [p.name for p in (ROOT / ".cache" / "facts").glob("*life1")]
-
     down = carepath("lab", "down", *small.args())
     assert down.returncode == 0, down.stderr
     assert podman_json("ps", "-a", "--filter", "label=carepath.lab=cplife") == []
     assert [n for n in podman_json("network", "ls") if n["name"] == "cplife-net"] == []
     assert not (STATE / "cplife").exists()
     assert not (small.inventory / "hosts.yml").exists()
-    assert [p.name for p in (ROOT / ".cache" / "facts").glob("*life1")] == []
 
     after = carepath("lab", "status", *small.args())
     assert after.returncode == 1

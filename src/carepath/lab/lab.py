@@ -428,16 +428,12 @@ def status(topology: Topology, files: LabFiles) -> list[HostState]:
     return states
 
 
-def down(
-    name: str, files: LabFiles, network: str, *, fact_cache: Path | None = None, remove_images: bool = False
-) -> list[str]:
-    """Remove every container, the network, the key, the inventory and cached facts of lab ``name``."""
+def down(name: str, files: LabFiles, network: str, *, remove_images: bool = False) -> list[str]:
+    """Remove every container, the network, the key and the inventory of lab ``name``."""
     podman.ensure_available()
     removed: list[str] = []
-    hosts: list[str] = []
     for info in podman.containers(f"{LABEL}={name}"):
         container = info["Names"][0]
-        hosts.append((info.get("Labels") or {}).get(HOST_LABEL, ""))
         podman.podman("rm", "-f", "-t", "2", container)
         removed.append(f"container {container}")
     if podman.network_exists(network):
@@ -448,18 +444,12 @@ def down(
     for pidfile in sorted(files.state.glob("*.pid")):
         if vm.stop(vm.Guest(files.state, pidfile.stem)):
             removed.append(f"VM {pidfile.stem}")
-            hosts.append(pidfile.stem)
     if files.state.exists():
         shutil.rmtree(files.state)
         removed.append(f"key and known_hosts in {files.state}")
     if inventory_owner(files.inventory) == name:
         files.inventory.unlink()
         removed.append(f"inventory {files.inventory}")
-    if fact_cache is not None and fact_cache.is_dir():
-        # ansible-core names cache files after the host, with a schema prefix (``s1_<host>``).
-        for cached in fact_cache.iterdir():
-            if cached.name.split("_", 1)[-1] in hosts:
-                cached.unlink()
     if remove_images:
         for release in images.RELEASES:
             if podman.image_labels(images.image_name(release)) is not None:
