@@ -51,7 +51,8 @@ options:
     default: []
   conf:
     description:
-      - Settings to read from key-value configuration files, as C(PATH:KEY). Lines look like
+      - Settings to read from key-value configuration files, as C(PATH:KEY) (the first colon ends
+        the path, so a key may hold colons, as apt's do). Lines look like
         C(KEY VALUE), C(KEY=VALUE) or C(KEY = VALUE); C(#) starts a comment. A key set more
         than once reads as all its values joined by newlines, so a duplicate never hides.
       - A missing file or key reads as null.
@@ -221,7 +222,7 @@ def _commands(module, commands):
 def _conf(paths_keys):
     wanted = {}
     for item in paths_keys:
-        path, _, key = item.rpartition(":")
+        path, _, key = item.partition(":")  # a key may hold colons (APT::Periodic::...), a path does not
         wanted.setdefault(path, []).append((item, key))
     values = {}
     for path, items in wanted.items():

@@ -271,3 +271,11 @@ def test_every_rule_group_is_its_own_control():
         drifted = [c.id for c in controls.load() if c.role == "auditd" and "rules" in c.check.get("audit_rules", {})
                    and checks.evaluate_check({"audit_rules": c.check["audit_rules"]}, rest)]
         assert drifted == ids, line
+
+
+def test_conf_keys_may_hold_colons_as_apt_keys_do(observe, tmp_path):
+    conf = tmp_path / "20auto-upgrades"
+    conf.write_text('// comment\nAPT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "0";\n')
+    values = observe._conf([f"{conf}:APT::Periodic::Unattended-Upgrade", f"{conf}:APT::Periodic::Missing"])
+    assert values[f"{conf}:APT::Periodic::Unattended-Upgrade"] == '"0";'
+    assert values[f"{conf}:APT::Periodic::Missing"] is None
