@@ -160,3 +160,54 @@ def test_needrestart_lists_and_never_restarts(host):
     out = host.check_output(f"needrestart -b 2>&1; {effective}")
     assert "NEEDRESTART-VER" in out
     assert out.splitlines()[-1] == "l"
+
+
+def test_only_security_updates_are_applied_automatically(host):
+    # unattended-upgrades' own dry run says which archives it would take updates from.
+    run = host.run("unattended-upgrade --dry-run --debug 2>&1")
+    origins = [line for line in run.stdout.splitlines() if "Allowed origins are:" in line]
+    assert origins, run.stdout[-2000:]
+    assert "label=Debian-Security" in origins[0]
+    assert "label=Debian'" not in origins[0] and "label=Debian," not in origins[0]  # no point releases
+    periodic = host.check_output("apt-config dump APT::Periodic")
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
+    assert 'APT::Periodic::Update-Package-Lists "1";' in periodic
+    assert host.service("apt-daily-upgrade.timer").is_enabled
+
+
+def test_the_daily_rootkit_scan_runs_and_logs(host):
+    assert host.service("chkrootkit.timer").is_enabled
+    # One scan, as the timer starts it; it writes today's log.
+    host.check_output("systemctl start chkrootkit.service")
+    log = host.file("/var/log/chkrootkit/log.today")
+    assert log.exists and log.size > 0
+    assert "Checking `" in log.content_string or "not infected" in log.content_string
+
+
+def test_usbguard_blocks_unknown_devices_and_its_daemon_is_skipped_in_a_container(host):
+    conf = host.file("/etc/usbguard/usbguard-daemon.conf")
+    assert conf.user == "root" and conf.mode == 0o600
+    assert "ImplicitPolicyTarget=block" in conf.content_string.splitlines()
+    assert "IPCAllowedGroups=root" in conf.content_string.splitlines()
+    assert not host.file("/etc/usbguard/IPCAccessControl.d/:plugdev").exists
+    # The carepath rules parse; a USB stick (mass storage, class 08) matches none of them.
+    rules = host.file("/etc/usbguard/rules.d/50-carepath.conf").content_string
+    assert "allow with-interface equals { 03:*:* }" in rules
+    assert "allow id 076b:3021 with-interface equals { 0b:00:00 }" in rules  # os_hardening_usbguard_rules
+    assert host.run("usbguard-rule-parser --file /etc/usbguard/rules.d/50-carepath.conf").rc == 0
+    assert "08:" not in rules
+    # No USB bus of its own here: systemd skips the daemon (its condition), and no unit failed.
+    assert host.run("systemctl is-enabled usbguard.service").stdout.strip() == "enabled"
+    assert host.check_output("systemctl show -P ConditionResult usbguard.service") == "no"
+    assert host.run("systemctl is-enabled usbguard-dbus.service").stdout.strip() == "masked"
+    assert "usbguard" not in host.run("systemctl --failed --plain --no-legend").stdout
+
+
+def test_only_root_can_run_an_assembler(host):
+    # binutils comes with needrestart: its assembler is root's alone, and stays so.
+    real = host.check_output("readlink -f /usr/bin/as")
+    assert host.file(real).mode == 0o750 and host.file(real).user == "root"
+    assert f"root root 750 {real}" in host.check_output("dpkg-statoverride --list")  # (octal, no leading 0)
+    denied = host.run("runuser -u nobody -- /usr/bin/as --version")
+    assert denied.rc != 0 and "ermission denied" in denied.stderr
+    assert host.run("as --version").rc == 0
