@@ -91,6 +91,14 @@ def reboot(lab: Lab) -> None:
 
 def test_kernel_only_controls_hold_on_a_real_kernel_and_survive_a_reboot(vm_lab: Lab):
     assert KERNEL_ONLY, "the catalog marks no control as needing a real kernel"
+    rc, _, _, out = run_site(vm_lab, "--tags", TAGS)
+    assert rc == 0, out[-4000:]
+    # journald sets the kernel's audit flag when it starts (Debian 12's default turns it off):
+    # a journald restart, as a systemd update makes, must leave auditing on (CP-AUD-20).
+    assert "enabled 1" in vm_lab.ssh(HOST, "sudo auditctl -s").stdout
+    vm_lab.ssh(HOST, "sudo systemctl restart systemd-journald")
+    assert "enabled 1" in vm_lab.ssh(HOST, "sudo auditctl -s").stdout
+
     # Immutable audit rules (-e 2) are an option: prove that branch here, where it matters.
     rc, _, _, out = run_site(vm_lab, "--tags", TAGS, "-e", IMMUTABLE)
     assert rc == 0, out[-4000:]
