@@ -17,7 +17,10 @@ description:
     the old one keeps weight 1 while the new one is watched for O(smoke_seconds) (HAProxy's health
     checks stay up, no connection or response errors). On success the old server is drained and, once
     its sessions are done or after O(drain_timeout), put in maintenance, still running for a
-    rollback. On failure traffic moves back at once and the module fails saying why.
+    rollback. If the watch fails, or the switch is interrupted before it ends (a refused
+    command, a failed socket, a server gone in a reload), traffic moves back at once and the
+    module fails saying why. If only retiring the old server fails, after the watch passed, the
+    new server keeps the traffic and the module fails saying the old one needs a look.
   - O(action=maint) puts O(server) in maintenance (before its release is replaced);
     O(action=status) only reads the servers of O(backend).
   - After every change the servers' state is saved to O(state_file) (C(show servers state)), which
@@ -133,6 +136,18 @@ class RuntimeApi:
         return rows
 
 
+# What can interrupt a conversation with HAProxy: a refused command, a failed socket, a server
+# that a reload removed (KeyError from the servers table).
+INTERRUPTED = (RuntimeError, OSError, KeyError)
+
+
+def servers_or_empty(api, backend):
+    try:
+        return summary(api.servers(backend))
+    except INTERRUPTED:
+        return {}
+
+
 def summary(rows):
     return {name: {"status": row.get("status"), "weight": int(row.get("weight") or 0),
                    "sessions": int(row.get("scur") or 0), "total": int(row.get("stot") or 0)}
@@ -193,12 +208,15 @@ def move_back(api, backend, server, old, state_file):
             api.command(f"set server {backend}/{old} state ready")
         api.command(f"set server {backend}/{server} state maint")
         save_state(api, state_file)
-    except (RuntimeError, OSError) as exc:
+    except INTERRUPTED as exc:
         return f"moving the traffic back failed too ({exc}): check HAProxy's servers by hand"
     return f"traffic moved back to {old}" if old else f"{server} taken out of rotation"
 
 
-def switch(module, api, p, rows, result):
+def switch(api, p, rows, result):
+    """Move the traffic to the new server and watch it: the failure reason, or None when it
+    passed. An exception here (HAProxy refused a command, the socket failed, the server went
+    away in a reload) means the switch was interrupted: the caller moves the traffic back."""
     backend, server, old = p["backend"], p["server"], p["from_server"]
     started = time.monotonic()
     start_total = counter(rows[server], "stot")
@@ -212,12 +230,12 @@ def switch(module, api, p, rows, result):
     save_state(api, p["state_file"])
     failure, first = watch(api, backend, server, p["smoke_seconds"], start_total, started)
     result["switch_seconds"] = None if first is None else round(first, 3)
-    if failure:
-        back = move_back(api, backend, server, old, p["state_file"])
-        result["smoke"] = {"result": "failed", "reason": failure}
-        result["servers"] = summary(api.servers(backend))
-        module.fail_json(msg=f"post-switch check failed: {failure}; {back}", **result)
-    result["smoke"] = {"result": "passed", "seconds": p["smoke_seconds"]}
+    return failure
+
+
+def retire(api, p):
+    """After a passed check: drain the old server, then take it out of rotation."""
+    backend, old = p["backend"], p["from_server"]
     if old:
         api.command(f"set server {backend}/{old} state drain")
         deadline = time.monotonic() + p["drain_timeout"]
@@ -226,8 +244,12 @@ def switch(module, api, p, rows, result):
         api.command(f"set server {backend}/{old} state maint")
         api.command(f"set weight {backend}/{old} 100%")
     save_state(api, p["state_file"])
-    result["servers"] = summary(api.servers(backend))
-    module.exit_json(**result)
+
+
+def reason(exc):
+    if isinstance(exc, KeyError):
+        return f"HAProxy no longer lists server {exc.args[0]!r} (was it reloaded with another configuration?)"
+    return str(exc)
 
 
 def main():
@@ -285,12 +307,26 @@ def main():
         module.exit_json(**result)
 
     try:
-        switch(module, api, p, rows, result)
-    except (RuntimeError, OSError) as exc:
-        # HAProxy refused a command or the socket failed half-way: put the traffic back.
+        failure = switch(api, p, rows, result)
+    except INTERRUPTED as exc:
+        # The switch was interrupted half-way: put the traffic back.
         back = move_back(api, backend, server, old, p["state_file"])
-        module.fail_json(msg=f"switch of {backend} to {server} interrupted: {exc}; {back}", **result)
-
+        module.fail_json(msg=f"switch of {backend} to {server} interrupted: {reason(exc)}; {back}", **result)
+    if failure:
+        back = move_back(api, backend, server, old, p["state_file"])
+        result["smoke"] = {"result": "failed", "reason": failure}
+        result["servers"] = servers_or_empty(api, backend)
+        module.fail_json(msg=f"post-switch check failed: {failure}; {back}", **result)
+    result["smoke"] = {"result": "passed", "seconds": p["smoke_seconds"]}
+    try:
+        retire(api, p)
+    except INTERRUPTED as exc:
+        # The new server passed its check and serves: moving back now would undo a good switch.
+        module.fail_json(msg=(f"{server} serves {backend} and passed its check, but retiring {old or 'nothing'} "
+                              f"failed: {reason(exc)}; check the old server's state by hand (it may still "
+                              f"take a share of the traffic)"), **result)
+    result["servers"] = summary(api.servers(backend))
+    module.exit_json(**result)
 
 if __name__ == "__main__":
     main()

@@ -278,3 +278,32 @@ def test_a_command_haproxy_refuses_mid_switch_puts_the_traffic_back(fake: FakeHA
     assert result["msg"].endswith("traffic moved back to app1_blue")
     blue = fake.rows[(BACKEND, "app1_blue")]
     assert (blue["admin"], blue["weight"], fake.status(BACKEND, "app1_green")) == ("ready", 100, "MAINT")
+
+
+def test_a_failure_after_the_passed_check_keeps_the_new_server(fake: FakeHAProxy, tmp_path: Path) -> None:
+    answer = fake.answer
+
+    def refuse_the_drain(command: str) -> str:
+        if command == f"set server {BACKEND}/app1_blue state drain":
+            fake.commands.append(command)
+            return "Server is not in the expected state.\n\n"
+        return answer(command)
+
+    fake.answer = refuse_the_drain
+    result = switch(fake, tmp_path)
+    assert result["failed"] and result["smoke"]["result"] == "passed"
+    assert result["msg"].startswith(f"app1_green serves {BACKEND} and passed its check, but retiring app1_blue failed")
+    # Not moved back: the new colour is good and keeps serving.
+    assert fake.status(BACKEND, "app1_green") == "UP" and fake.rows[(BACKEND, "app1_green")]["weight"] == 100
+    assert "moved back" not in result["msg"]
+
+
+def test_a_server_removed_by_a_reload_mid_switch_is_a_clear_failure(fake: FakeHAProxy, tmp_path: Path) -> None:
+    def reload_without_the_new_server(haproxy: FakeHAProxy) -> None:
+        if haproxy.rows.get((BACKEND, "app1_green"), {}).get("admin") == "ready":
+            del haproxy.rows[(BACKEND, "app1_green")]
+    fake.on_show_stat = reload_without_the_new_server
+    result = switch(fake, tmp_path)
+    assert result["failed"] and "interrupted: HAProxy no longer lists server 'app1_green'" in result["msg"]
+    assert fake.rows[(BACKEND, "app1_blue")]["admin"] == "ready"
+    assert fake.rows[(BACKEND, "app1_blue")]["weight"] == 100
