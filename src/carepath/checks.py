@@ -15,6 +15,8 @@ Operators:
   min_size              a file holds at least this many bytes
   exists, installed     a file exists / a package is installed (true or false)
   enabled, active       a service is enabled / running (true or false)
+
+A command whose exit status is not 0 is a problem whatever its output.
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ def evaluate(conditions: Mapping[str, Mapping[str, Any]], values: Mapping[str, A
     problems: list[str] = []
     for key, ops in conditions.items():
         value = values.get(key)
+        if isinstance(value, Mapping) and value.get("rc") not in (None, 0):
+            # A command that failed did not read the host: its (empty) output proves nothing.
+            detail = str(value.get("stderr") or "").strip().splitlines()
+            problems.append(f"{label} {key} failed (exit {value['rc']})" + (f": {detail[-1]}" if detail else ""))
+            continue
         for op, expected in ops.items():
             if isinstance(value, Mapping) and "stdout" in value and op not in _PROPERTY:
                 value = value["stdout"]  # a command: its output is what text operators read

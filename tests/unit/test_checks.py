@@ -72,6 +72,15 @@ def test_spec_validation_names_unknown_sources_and_operators():
     assert checks.validate_spec({"ssh_hardening_port": {"equals": 22}}, nested=False, where="s") == []
 
 
+def test_a_failed_command_is_a_problem_whatever_it_printed():
+    observed = {"command": {"find /usr/bin": {"rc": 1, "stdout": "", "stderr": "find: loop\nfind: a loop detected"}}}
+    assert checks.evaluate_check({"command": {"find /usr/bin": {"equals": ""}}}, observed) == [
+        "command find /usr/bin failed (exit 1): find: a loop detected"]
+    observed["command"]["find /usr/bin"]["stderr"] = ""
+    assert checks.evaluate_check({"command": {"find /usr/bin": {"equals": ""}}}, observed) == [
+        "command find /usr/bin failed (exit 1)"]
+
+
 def test_command_checks_read_the_output_the_module_returns():
     observed = {"command": {"auditctl -s": {"rc": 0, "stdout": "enabled 1\nfailure 1", "stderr": ""}}}
     assert checks.evaluate_check({"command": {"auditctl -s": {"contains": ["enabled 1"]}}}, observed) == []
