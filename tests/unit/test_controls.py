@@ -83,3 +83,10 @@ def test_catalog_errors_are_reported(tmp_path):
     assert "id must be unique and look like CP-AREA-NN" in text
     assert "'164.999(a)' is not a 45 CFR 164 section" in text
     assert "unknown source 'kernel'" in text
+
+
+def test_the_compilers_check_looks_for_the_names_the_task_protects():
+    (control,) = [c for c in CATALOG if c.id == "CP-OS-29"]
+    (command,) = control.check["command"]
+    protected = yaml.safe_load((ROOT / "roles" / "os_hardening" / "vars" / "Debian.yml").read_text())
+    assert f" -regex {protected['__os_hardening_compiler_regex']} " in command

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 # A synthetic password that satisfies the converged policy (16 characters, 4 classes).
@@ -173,15 +175,28 @@ def test_only_security_updates_are_applied_automatically(host):
     assert 'APT::Periodic::Unattended-Upgrade "1";' in periodic
     assert 'APT::Periodic::Update-Package-Lists "1";' in periodic
     assert host.service("apt-daily-upgrade.timer").is_enabled
+    # A package whose configuration was changed is updated, not held back for a question.
+    options = host.check_output("apt-config dump --format %v%n DPkg::Options").split()
+    assert "--force-confold" in options and "--force-confdef" in options
 
 
-def test_the_daily_rootkit_scan_runs_and_logs(host):
+def test_the_daily_rootkit_scan_reports_a_finding_to_the_journal(host):
     assert host.service("chkrootkit.timer").is_enabled
-    # One scan, as the timer starts it; it writes today's log.
-    host.check_output("systemctl start chkrootkit.service")
-    log = host.file("/var/log/chkrootkit/log.today")
-    assert log.exists and log.size > 0
-    assert "Checking `" in log.content_string or "not infected" in log.content_string
+    # A directory rootkits are known to hide in (synthetic, removed after): quiet mode reports
+    # findings only, and the report goes to the journal (forwarded), not to a mailer.
+    host.check_output("mkdir -p /usr/lib/.fx")
+    try:
+        since = host.check_output("date +%s")
+        host.check_output("systemctl start chkrootkit.service")  # one scan, as the timer starts it
+        assert host.check_output("systemctl show -P Result chkrootkit.service") == "success"
+        journal = host.check_output(f"journalctl -q -o cat -u chkrootkit.service --since @{since}")
+        # (Debian 12 writes "usr/lib/.fx", Debian 13 "/usr/lib/.fx/ [Not from a Debian package]".)
+        found = re.compile(r"WARNING: Suspect directory /?usr/lib/\.fx/? ")
+        assert found.search(journal), journal
+        assert "sending alert" not in journal  # no mail: nothing would send it
+        assert found.search(host.file("/var/log/chkrootkit/log.today").content_string)
+    finally:
+        host.run("rmdir /usr/lib/.fx")
 
 
 def test_usbguard_blocks_unknown_devices_and_its_daemon_is_skipped_in_a_container(host):
@@ -192,13 +207,16 @@ def test_usbguard_blocks_unknown_devices_and_its_daemon_is_skipped_in_a_containe
     assert not host.file("/etc/usbguard/IPCAccessControl.d/:plugdev").exists
     # The carepath rules parse; a USB stick (mass storage, class 08) matches none of them.
     rules = host.file("/etc/usbguard/rules.d/50-carepath.conf").content_string
-    assert "allow with-interface equals { 03:*:* }" in rules
+    assert "allow with-interface match-all { 03:*:* }" in rules  # every interface HID, however many
     assert "allow id 076b:3021 with-interface equals { 0b:00:00 }" in rules  # os_hardening_usbguard_rules
     assert host.run("usbguard-rule-parser --file /etc/usbguard/rules.d/50-carepath.conf").rc == 0
     assert "08:" not in rules
     # No USB bus of its own here: systemd skips the daemon (its condition), and no unit failed.
     assert host.run("systemctl is-enabled usbguard.service").stdout.strip() == "enabled"
     assert host.check_output("systemctl show -P ConditionResult usbguard.service") == "no"
+    # ...and it is carepath's condition that skipped it, not one of the package's own.
+    assert "/etc/systemd/system/usbguard.service.d/carepath-container.conf" in host.check_output(
+        "systemctl show -P DropInPaths usbguard.service").split()
     assert host.run("systemctl is-enabled usbguard-dbus.service").stdout.strip() == "masked"
     assert "usbguard" not in host.run("systemctl --failed --plain --no-legend").stdout
 
