@@ -41,7 +41,8 @@ options:
   directory_mode:
     description:
       - Create the directory of O(dest), owned by root, with this mode when it does not exist
-        (a drop-in directory such as C(/etc/modprobe.d)). Without it a missing directory is an error.
+        (a drop-in directory such as C(/etc/modprobe.d)), and keep an existing one owned by root
+        with this mode. Without it a missing directory is an error.
     type: str
   owner:
     description: Owner of the file.
@@ -62,8 +63,9 @@ options:
 notes:
   - Supports check mode and diff mode. In check mode a file whose directory does not exist yet
     reports as changed.
-  - The module side receives the rendered text as its C(content) argument; do not render secrets
-    with it (use M(ansible.builtin.copy) with C(no_log)).
+  - The module side receives the rendered text as its C(content) argument, and reports it in its
+    diff. For a secret (a private key), set C(no_log) to true and C(diff) to false on the task; neither
+    the content nor a diff then appears in output, logs or evidence.
 """
 
 EXAMPLES = r"""
@@ -102,6 +104,14 @@ from ansible.module_utils.basic import AnsibleModule
 FILE_KEYS = ("content", "dest", "owner", "group", "mode", "validate", "directory_mode", "src")
 
 
+def _keep_directory(module, directory, mode):
+    """Give an existing directory of a file root's ownership and ``mode``; True if it changed."""
+    if not mode or not os.path.isdir(directory):
+        return False
+    return module.set_fs_attributes_if_different(
+        {"path": directory, "owner": "root", "group": "root", "mode": mode, "secontext": None, "attributes": None}, False)
+
+
 def write_file(module, entry):
     """Compare, validate and write one file; returns its result (``changed``, ``dest``, ...)."""
     dest = entry["dest"]
@@ -119,8 +129,9 @@ def write_file(module, entry):
 
     attrs = {"path": dest, "owner": entry["owner"], "group": entry["group"], "mode": entry["mode"],
              "secontext": None, "attributes": None}
+    directory_changed = _keep_directory(module, os.path.dirname(dest), entry.get("directory_mode"))
     if current == wanted:
-        result["changed"] = module.set_fs_attributes_if_different(attrs, False)
+        result["changed"] = module.set_fs_attributes_if_different(attrs, directory_changed)
         return result
 
     result["changed"] = True

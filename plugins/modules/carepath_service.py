@@ -1,0 +1,205 @@
+#!/usr/bin/python
+# Copyright: carepath contributors
+# Apache License 2.0 (see LICENSE)
+"""Keep systemd units enabled, running, stopped or masked, reading their state in one systemctl call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: carepath_service
+short_description: Keep systemd units enabled, started, stopped or masked, in one round trip
+description:
+  - Reads the state of every unit listed with a single C(systemctl show), then enables, disables,
+    masks, unmasks, starts or stops only what differs from what is asked.
+  - M(ansible.builtin.systemd_service) asks C(systemctl is-enabled), which runs Debian's
+    C(systemd-sysv-install) script for every unit that also has an init script (ssh, rsyslog);
+    a baseline re-run spends most of its service time there. This module reads the unit file
+    state systemd already knows.
+  - Order for each unit, as C(systemctl) needs it - unmask, disable (of a unit about to be
+    masked), mask, enable or disable, then start or stop.
+version_added: "0.1.0"
+author: carepath contributors
+options:
+  name:
+    description: The unit (C(ssh), C(chrony.service), C(aide.timer)); or use O(units).
+    type: str
+  enabled:
+    description: Whether the unit starts at boot. Static, indirect and generated units count as enabled.
+    type: bool
+  state:
+    description: C(started) starts an inactive unit; C(stopped) stops an active one.
+    type: str
+    choices: [started, stopped]
+  masked:
+    description: Whether the unit is masked (it can then never start).
+    type: bool
+  units:
+    description:
+      - Several units in one module run, each a dict with C(name) and any of C(enabled), C(state)
+        and C(masked). The task is changed when any unit changed.
+    type: list
+    elements: dict
+  daemon_reload:
+    description: Run C(systemctl daemon-reload) first (a unit file written a moment ago).
+    type: bool
+    default: false
+notes:
+  - Supports check mode and diff mode.
+  - A unit that systemd does not know is an error, unless it is only to be masked.
+"""
+
+EXAMPLES = r"""
+- name: Keep sshd enabled and running
+  carepath_service:
+    name: ssh
+    enabled: true
+    state: started
+
+- name: Mask the package's own timer and run ours
+  carepath_service:
+    units:
+      - {name: dailyaidecheck.timer, state: stopped, enabled: false, masked: true}
+      - {name: carepath-aide-check.timer, state: started, enabled: true}
+"""
+
+RETURN = r"""
+units:
+  description: Each unit's state before the module ran, and the C(systemctl) actions it took (or would take).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {name: ssh, load_state: loaded, unit_file_state: enabled, active_state: active, actions: []}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+PROPERTIES = ("Id", "LoadState", "UnitFileState", "ActiveState")
+# What `systemctl is-enabled` answers with exit status 0.
+ENABLED = frozenset({"enabled", "enabled-runtime", "static", "alias", "indirect", "generated", "transient"})
+DISABLEABLE = frozenset({"enabled", "enabled-runtime"})
+RUNNING = frozenset({"active", "activating", "reloading"})
+UNIT_KEYS = ("name", "enabled", "state", "masked")
+
+
+def parse_show(text: str, count: int) -> list[dict[str, str]]:
+    """Split ``systemctl show -p ... UNIT...`` output into one property dict per unit, in order."""
+    blocks: list[dict[str, str]] = [{}]
+    for line in text.splitlines():
+        if not line.strip():
+            if blocks[-1]:
+                blocks.append({})
+            continue
+        key, _, value = line.partition("=")
+        blocks[-1][key] = value
+    blocks = [b for b in blocks if b]
+    if len(blocks) != count:
+        raise ValueError(f"systemctl show described {len(blocks)} units, {count} were asked for")
+    return blocks
+
+
+def plan(want: dict, status: dict[str, str]) -> list[str]:
+    """The systemctl verbs (in order) that bring a unit from ``status`` to ``want``."""
+    masked = status.get("LoadState") == "masked" or status.get("UnitFileState") in ("masked", "masked-runtime")
+    file_state = status.get("UnitFileState", "")
+    active = status.get("ActiveState", "") in RUNNING
+    actions: list[str] = []
+    if want.get("masked") is False and masked:
+        actions.append("unmask")
+        masked = False
+        file_state = "disabled"
+    if want.get("masked") is True and not masked:
+        if want.get("enabled") is False and file_state in DISABLEABLE:
+            actions.append("disable")
+        actions.append("mask")
+        masked = True
+    if want.get("enabled") is True and not masked and file_state not in ENABLED:
+        actions.append("enable")
+    elif want.get("enabled") is False and not masked and file_state in DISABLEABLE:
+        actions.append("disable")
+    if want.get("state") == "started" and not active:
+        actions.append("start")
+    elif want.get("state") == "stopped" and active:
+        actions.append("stop")
+    return actions
+
+
+def _describe(status: dict[str, str]) -> dict[str, object]:
+    return {"enabled": status.get("UnitFileState", "") in ENABLED, "active": status.get("ActiveState", "") in RUNNING,
+            "masked": status.get("LoadState") == "masked"}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str"},
+            "enabled": {"type": "bool"},
+            "state": {"type": "str", "choices": ["started", "stopped"]},
+            "masked": {"type": "bool"},
+            "units": {"type": "list", "elements": "dict"},
+            "daemon_reload": {"type": "bool", "default": False},
+        },
+        required_one_of=[("name", "units")],
+        mutually_exclusive=[("name", "units")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["units"]:
+        wanted = []
+        for raw in params["units"]:
+            unknown = sorted(set(raw) - set(UNIT_KEYS))
+            if not raw.get("name") or unknown:
+                module.fail_json(msg=f"each of units needs a name and takes only {', '.join(UNIT_KEYS)}: {sorted(raw)}")
+            if raw.get("state") not in (None, "started", "stopped"):
+                module.fail_json(msg=f"{raw['name']}: state must be started or stopped, not {raw['state']!r}")
+            wanted.append({k: raw.get(k) for k in UNIT_KEYS})
+    else:
+        wanted = [{k: params[k] for k in UNIT_KEYS}]
+    systemctl = module.get_bin_path("systemctl", required=True)
+
+    if params["daemon_reload"] and not module.check_mode:
+        rc, _, err = module.run_command([systemctl, "daemon-reload"])
+        if rc != 0:
+            module.fail_json(msg=f"systemctl daemon-reload failed: {err.strip()}")
+
+    argv = [systemctl, "show", "--property=" + ",".join(PROPERTIES), "--"] + [w["name"] for w in wanted]
+    rc, out, err = module.run_command(argv)
+    if rc != 0:
+        module.fail_json(msg=f"systemctl show failed: {err.strip() or out.strip()}")
+    try:
+        statuses = parse_show(out, len(wanted))
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+    results, before, after = [], {}, {}
+    for want, status in zip(wanted, statuses, strict=True):
+        name = want["name"]
+        if status.get("LoadState") == "not-found" and not (want["masked"] and want["enabled"] in (None, False)
+                                                          and want["state"] in (None, "stopped")):
+            module.fail_json(msg=f"systemd has no unit {name}")
+        actions = plan(want, status)
+        results.append({"name": name, "load_state": status.get("LoadState"),
+                        "unit_file_state": status.get("UnitFileState"), "active_state": status.get("ActiveState"),
+                        "actions": actions})
+        before[name] = _describe(status)
+        after[name] = dict(before[name])
+        for action in actions:
+            after[name].update({"unmask": {"masked": False}, "mask": {"masked": True, "enabled": False},
+                                "enable": {"enabled": True}, "disable": {"enabled": False},
+                                "start": {"active": True}, "stop": {"active": False}}[action])
+            if module.check_mode:
+                continue
+            rc, out, err = module.run_command([systemctl, action, "--", name])
+            if rc != 0:
+                module.fail_json(msg=f"systemctl {action} {name} failed: {(err or out).strip()}", units=results)
+
+    changed = any(r["actions"] for r in results)
+    result = {"changed": changed, "units": results}
+    if module._diff and changed:
+        result["diff"] = {"before": before, "after": after}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
