@@ -105,7 +105,7 @@ FILE_KEYS = ("content", "dest", "owner", "group", "mode", "validate", "directory
 
 
 def _keep_directory(module, directory, mode):
-    """Give an existing directory of a file root's ownership and ``mode``; True if it changed."""
+    """Give the directory of a file root's ownership and ``mode`` (if both given); True if it changed."""
     if not mode or not os.path.isdir(directory):
         return False
     return module.set_fs_attributes_if_different(
@@ -129,7 +129,8 @@ def write_file(module, entry):
 
     attrs = {"path": dest, "owner": entry["owner"], "group": entry["group"], "mode": entry["mode"],
              "secontext": None, "attributes": None}
-    directory_changed = _keep_directory(module, os.path.dirname(dest), entry.get("directory_mode"))
+    directory = os.path.dirname(dest)
+    directory_changed = _keep_directory(module, directory, entry.get("directory_mode"))
     if current == wanted:
         result["changed"] = module.set_fs_attributes_if_different(attrs, directory_changed)
         return result
@@ -142,14 +143,13 @@ def write_file(module, entry):
             "before_header": dest if current is not None else "(absent)",
             "after_header": dest,
         }
-    directory = os.path.dirname(dest)
     if module.check_mode:
         return result
     if not os.path.isdir(directory):
         if not entry.get("directory_mode"):
             module.fail_json(msg=f"the directory of {dest} does not exist", **result)
         os.makedirs(directory, exist_ok=True)
-        os.chmod(directory, int(entry["directory_mode"], 8))
+        _keep_directory(module, directory, entry["directory_mode"])
 
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".carepath-")
     try:

@@ -33,3 +33,10 @@ def test_without_directory_mode_the_directory_is_left_alone(tmp_path: Path):
     os.chmod(tmp_path, 0o755)
     result = modules.run(template, dest=str(tmp_path / "f"), content="x\n", mode="0644")
     assert result["changed"] is False and stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
+
+
+def test_a_missing_directory_is_created_with_directory_mode(tmp_path: Path):
+    dest = tmp_path / "new.d" / "60-carepath.conf"
+    result = modules.run(template, dest=str(dest), content="x\n", mode="0644", directory_mode="0700")
+    assert not result["failed"] and result["changed"]
+    assert stat.S_IMODE(dest.parent.stat().st_mode) == 0o700 and dest.read_text() == "x\n"
