@@ -46,6 +46,9 @@ options:
 notes:
   - Supports check mode and diff mode.
   - A unit that systemd does not know is an error, unless it is only to be masked.
+  - A masked unit is never enabled or started unless O(masked) is V(false), since a unit is
+    usually masked on purpose. Asking for that, or to mask a unit and also enable or start it,
+    fails at once. Every unit is checked before any is changed.
 """
 
 EXAMPLES = r"""
@@ -124,6 +127,22 @@ def plan(want: dict, status: dict[str, str]) -> list[str]:
     return actions
 
 
+def refusal(want: dict, status: dict[str, str]) -> str | None:
+    """Why ``want`` cannot be met from ``status`` without a decision the task did not make."""
+    name = want["name"]
+    runs = [verb for verb, asked in (("enabled", want.get("enabled") is True),
+                                     ("started", want.get("state") == "started")) if asked]
+    if status.get("LoadState") == "not-found" and (runs or not want.get("masked")):
+        return f"systemd has no unit {name}"
+    if want.get("masked") is True and runs:
+        return f"{name} cannot be masked and {' and '.join(runs)} at once"
+    masked = status.get("LoadState") == "masked" or status.get("UnitFileState") in ("masked", "masked-runtime")
+    if masked and runs and want.get("masked") is not False:
+        return (f"{name} is masked, so it cannot be {' or '.join(runs)}; someone may have masked it on purpose: "
+                "find out why, then set masked: false to unmask it")
+    return None
+
+
 def _describe(status: dict[str, str]) -> dict[str, object]:
     return {"enabled": status.get("UnitFileState", "") in ENABLED, "active": status.get("ActiveState", "") in RUNNING,
             "masked": status.get("LoadState") == "masked"}
@@ -171,12 +190,14 @@ def main():
     except ValueError as exc:
         module.fail_json(msg=str(exc))
 
+    # Every unit is checked before any is changed.
+    refused = [reason for want, status in zip(wanted, statuses, strict=True) if (reason := refusal(want, status))]
+    if refused:
+        module.fail_json(msg="; ".join(refused))
+
     results, before, after = [], {}, {}
     for want, status in zip(wanted, statuses, strict=True):
         name = want["name"]
-        if status.get("LoadState") == "not-found" and not (want["masked"] and want["enabled"] in (None, False)
-                                                          and want["state"] in (None, "stopped")):
-            module.fail_json(msg=f"systemd has no unit {name}")
         actions = plan(want, status)
         results.append({"name": name, "load_state": status.get("LoadState"),
                         "unit_file_state": status.get("UnitFileState"), "active_state": status.get("ActiveState"),

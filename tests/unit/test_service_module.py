@@ -96,3 +96,26 @@ def test_a_unit_systemd_does_not_know_is_an_error_unless_it_is_only_masked():
 def test_a_unit_entry_with_an_unknown_key_is_refused():
     result, _ = _run(units=[{"name": "ssh", "enable": True}])
     assert result["failed"] and "takes only name, enabled, state, masked" in result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"name": "chkrootkit.timer", "enabled": True},
+         "chkrootkit.timer is masked, so it cannot be enabled; someone may have masked it on purpose"),
+        ({"name": "chkrootkit.timer", "state": "started"}, "cannot be started; someone"),
+        ({"name": "fail2ban", "masked": True, "enabled": True, "state": "started"},
+         "fail2ban cannot be masked and enabled and started at once"),
+    ],
+)
+def test_a_masked_unit_is_not_enabled_or_started_unless_unmasking_is_asked(args: dict, message: str):
+    result, calls = _run(**args)
+    assert result["failed"] and message in result["msg"]
+    assert [c[0] for c in calls] == ["show"]
+
+
+def test_every_unit_is_checked_before_any_is_changed():
+    result, calls = _run(units=[{"name": "fail2ban", "enabled": True, "state": "started"},
+                                {"name": "gone.timer", "enabled": True}])
+    assert result["failed"] and result["msg"] == "systemd has no unit gone.timer"
+    assert [c[0] for c in calls] == ["show"]
