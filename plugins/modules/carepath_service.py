@@ -48,7 +48,8 @@ notes:
   - A unit that systemd does not know is an error, unless it is only to be masked.
   - A masked unit is never enabled or started unless O(masked) is V(false), since a unit is
     usually masked on purpose. Asking for that, or to mask a unit and also enable or start it,
-    fails at once. Every unit is checked before any is changed.
+    fails at once; every unit is checked before any is changed. In check mode (a drift run) a
+    unit found masked is a warning instead, and the start it would need is reported as a change.
 """
 
 EXAMPLES = r"""
@@ -136,10 +137,17 @@ def refusal(want: dict, status: dict[str, str]) -> str | None:
         return f"systemd has no unit {name}"
     if want.get("masked") is True and runs:
         return f"{name} cannot be masked and {' and '.join(runs)} at once"
+    return None
+
+
+def masked_refusal(want: dict, status: dict[str, str]) -> str | None:
+    """Why a unit someone masked is not enabled or started, unless the task asks to unmask it."""
+    runs = [verb for verb, asked in (("enabled", want.get("enabled") is True),
+                                     ("started", want.get("state") == "started")) if asked]
     masked = status.get("LoadState") == "masked" or status.get("UnitFileState") in ("masked", "masked-runtime")
     if masked and runs and want.get("masked") is not False:
-        return (f"{name} is masked, so it cannot be {' or '.join(runs)}; someone may have masked it on purpose: "
-                "find out why, then set masked: false to unmask it")
+        return (f"{want['name']} is masked, so it cannot be {' or '.join(runs)}; someone may have masked it on "
+                "purpose: find out why, then set masked: false to unmask it")
     return None
 
 
@@ -192,8 +200,12 @@ def main():
 
     # Every unit is checked before any is changed.
     refused = [reason for want, status in zip(wanted, statuses, strict=True) if (reason := refusal(want, status))]
-    if refused:
-        module.fail_json(msg="; ".join(refused))
+    masked = [reason for want, status in zip(wanted, statuses, strict=True) if (reason := masked_refusal(want, status))]
+    if refused or (masked and not module.check_mode):
+        module.fail_json(msg="; ".join(refused + masked))
+    # In check mode (a drift run) a unit masked by hand is drift to report, not an error.
+    for reason in masked:
+        module.warn(reason)
 
     results, before, after = [], {}, {}
     for want, status in zip(wanted, statuses, strict=True):

@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 from ansible.module_utils import basic
+from ansible.module_utils.common import warnings
 
 from tests.unit import modules
 
@@ -118,4 +119,12 @@ def test_every_unit_is_checked_before_any_is_changed():
     result, calls = _run(units=[{"name": "fail2ban", "enabled": True, "state": "started"},
                                 {"name": "gone.timer", "enabled": True}])
     assert result["failed"] and result["msg"] == "systemd has no unit gone.timer"
+    assert [c[0] for c in calls] == ["show"]
+
+
+def test_in_check_mode_a_masked_unit_is_drift_to_report_not_an_error():
+    result, calls = _run(check=True, name="chkrootkit.timer", enabled=True, state="started")
+    assert not result["failed"] and result["changed"]
+    assert result["units"][0]["actions"] == ["start"]
+    assert any("chkrootkit.timer is masked" in w for w in warnings.get_warning_messages())
     assert [c[0] for c in calls] == ["show"]
