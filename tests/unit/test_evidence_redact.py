@@ -20,6 +20,13 @@ def test_secret_looking_environment_variables_only() -> None:
     assert redactor.text("pw-123456 tok-98765 /home/ops") == f"{MASK} {MASK} /home/ops"
 
 
+def test_a_secret_looking_setting_that_is_a_switch_is_not_a_secret() -> None:
+    # carepath's runs set ANSIBLE_HOST_KEY_CHECKING=True: a drift report said "expected [REDACTED]".
+    redactor = Redactor()
+    redactor.add_environment({"ANSIBLE_HOST_KEY_CHECKING": "True", "SSH_AUTH_FALLBACK": "off", "APP_SECRET_PIN": "482913"})
+    assert redactor.text("enabled is False, expected True; pin 482913") == f"enabled is False, expected True; pin {MASK}"
+
+
 @pytest.mark.parametrize(
     "phi",
     ["SSN 078-05-1120", "MRN: ZX99887766", "DOB: 1960-01-01", "PID|1||4455661^^^HOSP^MR||DOE^JANE||19600101|F"],

@@ -22,6 +22,9 @@ MASK = "[REDACTED]"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 
 SECRET_ENV = re.compile(r"(PASS|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH)", re.IGNORECASE)
+# Settings such as ANSIBLE_HOST_KEY_CHECKING=True match SECRET_ENV by name; their values are
+# switches: masking them would mask every "True" in the evidence and hide no secret.
+NOT_SECRET_VALUE = re.compile(r"(?i)(true|false|yes|no|on|off|none)")
 # Applied in this order: the labelled identifiers first, so that a PID segment masked to the end
 # of its line cannot carry away the label of a value wrapped onto the next line.
 PHI_PATTERNS: dict[str, str] = {
@@ -57,7 +60,7 @@ class Redactor:
     def add_environment(self, environ: Mapping[str, str] | None = None) -> None:
         """Treat the values of secret-looking environment variables as secrets."""
         for name, value in (os.environ if environ is None else environ).items():
-            if SECRET_ENV.search(name):
+            if SECRET_ENV.search(name) and not NOT_SECRET_VALUE.fullmatch(value.strip()):
                 self.add_secret(value)
 
     def text(self, value: str) -> str:
