@@ -147,7 +147,7 @@ def masked_refusal(want: dict, status: dict[str, str]) -> str | None:
     masked = status.get("LoadState") == "masked" or status.get("UnitFileState") in ("masked", "masked-runtime")
     if masked and runs and want.get("masked") is not False:
         return (f"{want['name']} is masked, so it cannot be {' or '.join(runs)}; someone may have masked it on "
-                "purpose: find out why, then set masked: false to unmask it")
+                "purpose: find out why, then unmask it (systemctl unmask, or masked: false on the task)")
     return None
 
 
