@@ -48,12 +48,18 @@ def test_drift_names_exactly_the_controls_changed_by_hand(lab: Lab):
     lab.ssh(last, "sudo sed -i '/-k identity$/d' /etc/audit/rules.d/50-carepath.rules")
     lab.ssh(last, "sudo sed -i 's|x509/name|anon|' /etc/rsyslog.d/60-carepath-forward.conf")
     lab.ssh(first, "sudo systemctl disable --now carepath-aide-check.timer")
+    # A unit masked by hand is drift too, not an error of the check run.
+    lab.ssh(first, "sudo systemctl mask --now chkrootkit.timer")
     rc, report = drift(lab)
     assert rc == 1
     assert statuses(report, "drifted") == {
         (last, "CP-SSH-05"), (last, "CP-OS-11"), (first, "CP-FW-03"), (first, "CP-TIME-02"),
-        (last, "CP-AUD-06"), (last, "CP-LOG-04"), (first, "CP-FIM-05"),
+        (last, "CP-AUD-06"), (last, "CP-LOG-04"), (first, "CP-FIM-05"), (first, "CP-OS-26"),
     }
+    assert report["hosts"][first]["CP-FIM-05"]["problems"] == [
+        "service carepath-aide-check.timer enabled is False, expected True",
+        "service carepath-aide-check.timer active is False, expected True",
+    ]
     assert report["hosts"][last]["CP-SSH-05"]["problems"] == ["sshd passwordauthentication is 'yes', expected 'no'"]
     assert report["hosts"][last]["CP-OS-11"]["problems"] == [
         "conf /etc/login.defs:PASS_MAX_DAYS is 99999, above the maximum 365"
@@ -61,6 +67,11 @@ def test_drift_names_exactly_the_controls_changed_by_hand(lab: Lab):
     # Drift detection changed nothing.
     assert "PasswordAuthentication yes" in lab.ssh(last, "sudo cat /etc/ssh/sshd_config").stdout
     assert "dport 9999" in lab.ssh(first, "sudo nft list table inet carepath").stdout
+
+    # A real run does not unmask what someone masked: it stops on that host and says why.
+    rc, _, _, out = run_site(lab)
+    assert rc != 0 and "chkrootkit.timer is masked, so it cannot be enabled or started" in out
+    lab.ssh(first, "sudo systemctl unmask chkrootkit.timer")
 
     assert run_site(lab)[0] == 0
     assert "dport 9999" not in lab.ssh(first, "sudo nft list table inet carepath").stdout
