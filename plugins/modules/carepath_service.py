@@ -102,9 +102,19 @@ def parse_show(text: str, count: int) -> list[dict[str, str]]:
     return blocks
 
 
+def _is_masked(status: dict[str, str]) -> bool:
+    return status.get("LoadState") == "masked" or status.get("UnitFileState") in ("masked", "masked-runtime")
+
+
+def _runs(want: dict) -> list[str]:
+    """What of enabled and started the task asks for."""
+    return [verb for verb, asked in (("enabled", want.get("enabled") is True),
+                                     ("started", want.get("state") == "started")) if asked]
+
+
 def plan(want: dict, status: dict[str, str]) -> list[str]:
     """The systemctl verbs (in order) that bring a unit from ``status`` to ``want``."""
-    masked = status.get("LoadState") == "masked" or status.get("UnitFileState") in ("masked", "masked-runtime")
+    masked = _is_masked(status)
     file_state = status.get("UnitFileState", "")
     active = status.get("ActiveState", "") in RUNNING
     actions: list[str] = []
@@ -130,9 +140,7 @@ def plan(want: dict, status: dict[str, str]) -> list[str]:
 
 def refusal(want: dict, status: dict[str, str]) -> str | None:
     """Why ``want`` cannot be met from ``status`` without a decision the task did not make."""
-    name = want["name"]
-    runs = [verb for verb, asked in (("enabled", want.get("enabled") is True),
-                                     ("started", want.get("state") == "started")) if asked]
+    name, runs = want["name"], _runs(want)
     if status.get("LoadState") == "not-found" and (runs or not want.get("masked")):
         return f"systemd has no unit {name}"
     if want.get("masked") is True and runs:
@@ -142,10 +150,8 @@ def refusal(want: dict, status: dict[str, str]) -> str | None:
 
 def masked_refusal(want: dict, status: dict[str, str]) -> str | None:
     """Why a unit someone masked is not enabled or started, unless the task asks to unmask it."""
-    runs = [verb for verb, asked in (("enabled", want.get("enabled") is True),
-                                     ("started", want.get("state") == "started")) if asked]
-    masked = status.get("LoadState") == "masked" or status.get("UnitFileState") in ("masked", "masked-runtime")
-    if masked and runs and want.get("masked") is not False:
+    runs = _runs(want)
+    if _is_masked(status) and runs and want.get("masked") is not False:
         return (f"{want['name']} is masked, so it cannot be {' or '.join(runs)}; someone may have masked it on "
                 "purpose: find out why, then unmask it (systemctl unmask, or masked: false on the task)")
     return None
@@ -153,7 +159,7 @@ def masked_refusal(want: dict, status: dict[str, str]) -> str | None:
 
 def _describe(status: dict[str, str]) -> dict[str, object]:
     return {"enabled": status.get("UnitFileState", "") in ENABLED, "active": status.get("ActiveState", "") in RUNNING,
-            "masked": status.get("LoadState") == "masked"}
+            "masked": _is_masked(status)}
 
 
 def main():
