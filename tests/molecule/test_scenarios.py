@@ -30,7 +30,7 @@ def test_scenario(scenario: str, tmp_path: Path):
             stdout=out, stderr=subprocess.STDOUT, env=molecule_env(), cwd=ROOT, check=False,
         )
     text = log.read_text(errors="replace")
-    assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n{text[-6000:]}"
+    assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n{_failures(text)}{text[-4000:]}"
     assert "idempotence: Executed: Successful" in _plain(text)
     assert "verify: Executed: Successful" in _plain(text)
 
@@ -38,3 +38,13 @@ def test_scenario(scenario: str, tmp_path: Path):
 def _plain(text: str) -> str:
     """Molecule's output without colour codes or its arrow between scenario and step."""
     return re.sub(r"\x1b\[[0-9;]*m", "", text).replace("➜ ", "")
+
+
+def _failures(text: str) -> str:
+    """The verifier's failure report (pytest's FAILURES section), which the end of the log no longer holds."""
+    plain = _plain(text)
+    start = plain.find("= FAILURES")
+    if start < 0:
+        return ""
+    end = plain.find("short test summary info", start)
+    return plain[start:end if end > 0 else start + 6000][:6000] + "\n...\n"

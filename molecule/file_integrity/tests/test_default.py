@@ -21,9 +21,10 @@ def _covered(host, kind_path: str):
     return host.run(f"{AIDE} -p {kind_path}")
 
 
-def _journal(host, invocation: str, until: str, timeout: float = 30) -> list[dict]:
+def _journal(host, invocation: str, until: str, timeout: float = 120) -> list[dict]:
     """The aide entries of one run of a unit, once the line starting with `until` has reached the journal
-    (journald reads a unit's output asynchronously, so it can lag behind the unit's end)."""
+    (journald reads a unit's output asynchronously, so it can lag behind the unit's end: more than 30 s
+    once in CI, with several scenarios and a lab sharing 2 cores)."""
     deadline = time.monotonic() + timeout
     while True:
         out = host.check_output(f"journalctl _SYSTEMD_INVOCATION_ID={invocation} SYSLOG_IDENTIFIER=aide -o json --no-pager")
