@@ -26,10 +26,6 @@ options:
     default: .carepath/evidence
     env: [{name: CAREPATH_EVIDENCE_DIR}]
     ini: [{section: carepath_evidence, key: evidence_dir}]
-  site:
-    description: The site (ledger) the run belongs to; by default the name of the first inventory source.
-    env: [{name: CAREPATH_SITE}]
-    ini: [{section: carepath_evidence, key: site}]
   signing_key:
     description:
       - Path of the ed25519 private key (PEM, from C(carepath evidence keygen)); never keep it in the repository.
@@ -59,13 +55,17 @@ from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
 
 try:
+    from carepath import gate, sitepolicy
+    from carepath.errors import CarepathError
     from carepath.evidence.artifacts import send_secrets
-    from carepath.evidence.recorder import Recorder, site_name
+    from carepath.evidence.recorder import Recorder
     from carepath.evidence.redact import Redactor
 except ImportError:  # a checkout that is not pip-installed (e.g. AWX project sync)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+    from carepath import gate, sitepolicy
+    from carepath.errors import CarepathError
     from carepath.evidence.artifacts import send_secrets
-    from carepath.evidence.recorder import Recorder, site_name
+    from carepath.evidence.recorder import Recorder
     from carepath.evidence.redact import Redactor
 
 try:
@@ -86,13 +86,18 @@ class CallbackModule(CallbackBase):
         self._started = {}
         self._failed = False
         self._refused = False
+        self._gate = None
 
     # --- start ----------------------------------------------------------------------------------------
 
     def v2_playbook_on_start(self, playbook):
         args = context.CLIARGS
         inventory = [str(i) for i in (args.get("inventory") or [])]
-        site = self.get_option("site") or site_name(inventory)
+        # The site (whose ledger lists this run) is the site policy's, never a run variable's.
+        try:
+            site = sitepolicy.load(inventory).site
+        except CarepathError:
+            site = sitepolicy.inventory_name(inventory)  # the gate refuses the run and says why
         mrn = self.get_option("mrn_pattern")
         redactor = Redactor(extra_patterns={"site_mrn": mrn} if mrn else None)
         redactor.add_environment()
@@ -114,6 +119,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         if self._recorder is None:
             return
+        self._record_gate(play)
         try:
             manager = play.get_variable_manager()
             # AWX and Tower pass who launched the job as extra variables, not in the environment.
@@ -126,6 +132,19 @@ class CallbackModule(CallbackBase):
                 self._collect_secrets(manager.get_vars(play=play, host=host, include_hostvars=False))
         except Exception as exc:  # noqa: BLE001 - evidence must not stop a run; say so instead
             self._display.warning(f"carepath evidence: could not read variables for redaction: {exc}")
+
+    def _record_gate(self, play):
+        """At the first play: the gate's decision and every launch option, before any task result."""
+        if self._gate is not None:
+            return
+        try:
+            extra_vars = dict(play.get_variable_manager().extra_vars)
+        except Exception:  # noqa: BLE001 - the decision below then sees no extra vars; it is recorded as such
+            extra_vars = {}
+        args = context.CLIARGS
+        self._gate = gate.decide([str(i) for i in (args.get("inventory") or [])], extra_vars=extra_vars,
+                                 operator_key=self.get_option("signing_key"))
+        self._recorder.record_gate(self._gate, gate.launch_record(args, extra_vars.keys()))
 
     def _collect_secrets(self, value, depth=0):
         if depth > 20:
@@ -153,7 +172,7 @@ class CallbackModule(CallbackBase):
         task, host = result._task, result._host.get_name()
         began = self._started.pop((host, task._uuid), None)
         res = result._result
-        if status == "failed" and task.get_name().startswith("Policy gate"):
+        if status == "failed" and gate.GATE_TAG in task.tags:
             self._refused = True
         if status == "ok" and res.get("changed"):
             status = "changed"
@@ -184,7 +203,8 @@ class CallbackModule(CallbackBase):
             return
         per_host = {host: stats.summarize(host) for host in sorted(stats.processed)}
         failed = self._failed or any(s["failures"] or s["unreachable"] for s in per_host.values())
-        status = "refused" if self._refused else "failed" if failed else "successful"
+        refused = self._refused or (self._gate is not None and not self._gate.accepted)
+        status = "refused" if refused else "failed" if failed else "successful"
         outcome = self._recorder.finish(status, per_host)
         # Under `carepath run`, which redacts ansible-runner's artifacts with these values too.
         send_secrets(self._recorder.redactor.secrets, patterns=self._recorder.redactor.extra_patterns)

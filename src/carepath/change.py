@@ -1,10 +1,11 @@
 """Change control for protected inventories: a ticket, and an approval signed by someone else.
 
-An inventory is protected when its hosts have ``carepath_protected: true`` (set it in
-``group_vars/all.yml`` of production). A run against it is refused by the policy gate,
-before any host is touched, unless it names a change ticket and carries an approval that:
+An inventory is protected when its site policy says so (``carepath_protected: true`` in the
+inventory's ``group_vars/all``, read from the files by :mod:`carepath.sitepolicy`, never from run
+variables). A run against it is refused by the policy gate, before any host is touched, unless it
+names a change ticket and carries an approval that:
 
-- is an in-toto Statement in a DSSE envelope signed by one of the inventory's
+- is an in-toto Statement in a DSSE envelope signed by one of the site's
   ``carepath_change_approver_keys`` (ed25519 public keys, PEM files);
 - names the same ticket and site, and is valid now (approved before the run, not expired);
 - is not signed by the operator's own key (two-person rule): the operator's key is the one
@@ -19,11 +20,11 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from carepath.errors import CarepathError
 from carepath.evidence.canonical import canonical_bytes
@@ -35,6 +36,7 @@ from carepath.evidence.dsse import (
     sign_envelope,
     unverified_predicate,
 )
+from carepath.sitepolicy import SitePolicy
 
 PREDICATE_TYPE = "https://carepath.dev/change-approval/v1"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -75,18 +77,52 @@ def approve_file(key_path: Path, ticket: str, site: str, out: Path, hours: float
     return unverified_predicate(envelope)
 
 
-def _site(hostvars: Mapping[str, Any]) -> str:
-    if hostvars.get("carepath_site"):
-        return str(hostvars["carepath_site"])
-    return Path(str(hostvars.get("inventory_dir") or "default")).name
+def verify_approval(envelope: Any, approver_keys: Sequence[Ed25519PublicKey], *, ticket: str, site: str,
+                    at: dt.datetime, operator_keyid: str | None, name: str = "the approval") -> tuple[list[str], dict[str, Any]]:
+    """Why ``envelope`` does not approve ``ticket`` for ``site`` at time ``at`` (empty: it does), and its predicate.
+
+    Used by the policy gate before a run and by ``carepath evidence verify`` on the approval a bundle
+    embeds, so both judge an approval the same way: signed by a pinned approver key, for this ticket and
+    site, valid at that time, and not signed by the key that signs the run's evidence (two-person rule).
+    """
+    payload, signer, problems = open_envelope(envelope, list(approver_keys))
+    if payload is None:
+        return [f"{name} is not signed by an approver of this site: " + "; ".join(p for _, p in problems)], {}
+    try:
+        statement = json.loads(payload)
+        predicate = statement.get("predicate") or {}
+    except (ValueError, AttributeError):
+        return [f"{name} does not hold a readable statement"], {}
+    found = []
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        found.append(f"{name} is not a change approval")
+    if predicate.get("ticket") != ticket:
+        found.append(f"the approval is for ticket {predicate.get('ticket')!r}, not {ticket!r}")
+    if predicate.get("site") != site:
+        found.append(f"the approval is for site {predicate.get('site')!r}, not {site!r}")
+    try:
+        approved = dt.datetime.strptime(predicate["approved_at"], TIME_FORMAT).replace(tzinfo=dt.UTC)
+        expires = dt.datetime.strptime(predicate["expires"], TIME_FORMAT).replace(tzinfo=dt.UTC)
+    except (KeyError, TypeError, ValueError):
+        found.append("the approval has no valid approved_at and expires times")
+    else:
+        if approved > at:
+            found.append(f"the approval is dated {predicate['approved_at']}, after the run started")
+        if expires <= at:
+            found.append(f"the approval expired at {predicate['expires']}")
+    if operator_keyid is None:
+        found.append("the operator has no evidence signing key, so the two-person rule cannot be checked")
+    elif operator_keyid == signer:
+        found.append("the approval is signed with the operator's own key: a second person must approve")
+    return found, {**predicate, "approver": signer}
 
 
-def check(hostvars: Mapping[str, Any], ticket: str | None, approval_path: str | None, operator_key: str | None,
+def check(policy: SitePolicy, ticket: str | None, approval_path: str | None, operator_key: str | None,
           now: dt.datetime | None = None) -> tuple[list[str], dict[str, Any] | None]:
-    """(why the run is refused, the verified approval): nothing is asked of unprotected inventories."""
-    if not hostvars.get("carepath_protected"):
+    """(why the run is refused, the verified approval): nothing is asked of unprotected sites."""
+    if not policy.protected:
         return [], None
-    site = _site(hostvars)
+    site = policy.site
     intro = f"{site} is a protected inventory"
     if not ticket:
         return [f"{intro}: name the approved change ticket (carepath run --ticket ID, or CAREPATH_CHANGE_TICKET)"], None
@@ -96,54 +132,33 @@ def check(hostvars: Mapping[str, Any], ticket: str | None, approval_path: str | 
         return [f"{intro}: ticket {ticket} needs a signed approval (carepath run --approval FILE; an approver "
                 "makes it with `carepath change approve`)"], None
     keys = []
-    for path in hostvars.get("carepath_change_approver_keys") or []:
+    for path in policy.approver_keys:
         try:
-            keys.append(load_public_key(Path(str(path))))
+            keys.append(load_public_key(path))
         except CarepathError as exc:
             return [f"{intro}: approver key {path}: {exc}"], None
     if not keys:
         return [f"{intro} but lists no carepath_change_approver_keys to check approvals against"], None
     try:
-        envelope = json.loads(Path(approval_path).read_text(encoding="utf-8"))
+        data = Path(approval_path).read_bytes()
+        envelope = json.loads(data)
     except (OSError, ValueError) as exc:
         return [f"{intro}: cannot read the approval {approval_path}: {exc}"], None
-    payload, signer, problems = open_envelope(envelope, keys)
-    if payload is None:
-        return [f"{intro}: the approval {approval_path} is not signed by an approver of this inventory: "
-                + "; ".join(p for _, p in problems)], None
-    statement = json.loads(payload)
-    predicate = statement.get("predicate") or {}
-    found = []
-    if statement.get("predicateType") != PREDICATE_TYPE:
-        found.append(f"{approval_path} is not a change approval")
-    if predicate.get("ticket") != ticket:
-        found.append(f"the approval is for ticket {predicate.get('ticket')!r}, not {ticket!r}")
-    if predicate.get("site") != site:
-        found.append(f"the approval is for site {predicate.get('site')!r}, not {site!r}")
-    now = now or _now()
-    try:
-        approved = dt.datetime.strptime(predicate["approved_at"], TIME_FORMAT).replace(tzinfo=dt.UTC)
-        expires = dt.datetime.strptime(predicate["expires"], TIME_FORMAT).replace(tzinfo=dt.UTC)
-    except (KeyError, TypeError, ValueError):
-        found.append("the approval has no valid approved_at and expires times")
-    else:
-        if approved > now:
-            found.append(f"the approval is dated {predicate['approved_at']}, after the run started")
-        if expires <= now:
-            found.append(f"the approval expired at {predicate['expires']}")
+    operator = None
+    found: list[str] = []
     if operator_key and Path(operator_key).exists():
         try:
             operator = keyid(load_private_key(Path(operator_key)).public_key())
         except CarepathError as exc:
             found.append(f"cannot read the operator's key {operator_key}: {exc}")
-        else:
-            if operator == signer:
-                found.append("the approval is signed with the operator's own key: a second person must approve")
-    else:
-        found.append("the operator has no evidence signing key, so the two-person rule cannot be checked")
+    problems, predicate = verify_approval(envelope, keys, ticket=ticket, site=site, at=now or _now(),
+                                          operator_keyid=operator, name=f"the approval {approval_path}")
+    if operator is None and found:
+        problems = [p for p in problems if "two-person rule" not in p]
+    found += problems
     if found:
         return [f"{intro}: " + "; ".join(found)], None
-    summary = {"ticket": ticket, "site": site, "approver": signer, "approved_at": predicate["approved_at"],
-               "expires": predicate["expires"],
-               "approval_sha256": hashlib.sha256(Path(approval_path).read_bytes()).hexdigest()}
+    summary = {"ticket": ticket, "site": site, "approver": predicate["approver"],
+               "approved_at": predicate["approved_at"], "expires": predicate["expires"],
+               "approval_sha256": hashlib.sha256(data).hexdigest()}
     return [], summary

@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("target", type=Path, help="a run bundle directory, or a ledger file with --bundles")
     verify.add_argument("--key", type=Path, action="append", required=True, help="a trusted public key (repeatable)")
     verify.add_argument("--bundles", type=Path, help="the directory of bundles a ledger lists (verifies a ledger)")
+    verify.add_argument(
+        "--approver-key", type=Path, action="append",
+        help="a protected site's pinned approver public key (repeatable): every run must carry an approval "
+        "signed by one of them, for its ticket, site and time, and not by the run's own key",
+    )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
     report = ev_commands.add_parser(
@@ -266,10 +271,11 @@ def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
             print(f"{kind}: {path}")
         return 0
     keys = [evidence.load_public_key(path) for path in args.key]
+    approvers = [evidence.load_public_key(path) for path in args.approver_key] if args.approver_key else None
     if args.bundles is not None:
-        report = evidence.verify_ledger(args.target, args.bundles, keys)
+        report = evidence.verify_ledger(args.target, args.bundles, keys, approver_keys=approvers)
     else:
-        report = evidence.verify_bundle(args.target, keys)
+        report = evidence.verify_bundle(args.target, keys, approver_keys=approvers)
     print(json.dumps(report.to_dict(), indent=2) if args.json else str(report))
     return 0 if report.ok else 1
 

@@ -11,6 +11,7 @@ import pytest
 
 from carepath import change, evidence
 from carepath.evidence.canonical import canonical_bytes
+from carepath.sitepolicy import SitePolicy
 from tests.conftest import ROOT, carepath, cli_env
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
@@ -33,17 +34,18 @@ def approval(tmp_path: Path, key: Path, ticket: str = "CHG0012345", site: str = 
     return str(out)
 
 
-def hostvars(keys: dict[str, Path]) -> dict[str, object]:
-    return {"carepath_protected": True, "inventory_dir": "/srv/inventories/production",
-            "carepath_change_approver_keys": [str(keys["approver"].with_suffix(".pub"))]}
+def site(keys: dict[str, Path], *approvers: str, protected: bool = True) -> SitePolicy:
+    return SitePolicy(site="production", protected=protected,
+                      approver_keys=tuple(keys[who].with_suffix(".pub") for who in approvers or ("approver",)),
+                      exception_max_days=365, files=(), sha256="0" * 64, declared={})
 
 
-def test_an_unprotected_inventory_needs_nothing() -> None:
-    assert change.check({"inventory_dir": "/x/lab"}, None, None, None) == ([], None)
+def test_an_unprotected_inventory_needs_nothing(keys: dict[str, Path]) -> None:
+    assert change.check(site(keys, protected=False), None, None, None) == ([], None)
 
 
 def test_a_signed_approval_by_another_person_lets_the_run_proceed(tmp_path: Path, keys: dict[str, Path]) -> None:
-    problems, summary = change.check(hostvars(keys), "CHG0012345", approval(tmp_path, keys["approver"]),
+    problems, summary = change.check(site(keys), "CHG0012345", approval(tmp_path, keys["approver"]),
                                      str(keys["operator"]), now=NOW + dt.timedelta(hours=1))
     assert problems == []
     assert summary["ticket"] == "CHG0012345" and summary["approver"] == evidence.keyid(
@@ -66,11 +68,10 @@ def test_a_signed_approval_by_another_person_lets_the_run_proceed(tmp_path: Path
 def test_refusals_name_the_reason(case: str, expected: str, tmp_path: Path, keys: dict[str, Path]) -> None:
     ticket, signer, kwargs = "CHG0012345", keys["approver"], {}
     if case == "own key":
-        hv = hostvars(keys)
-        hv["carepath_change_approver_keys"].append(str(keys["operator"].with_suffix(".pub")))
+        hv = site(keys, "approver", "operator")
         signer = keys["operator"]
     else:
-        hv = hostvars(keys)
+        hv = site(keys)
     if case == "stranger":
         signer = keys["stranger"]
     if case == "other ticket":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from carepath.evidence.recorder import control_ids, site_name
+from carepath.evidence.recorder import control_ids
+from carepath.sitepolicy import inventory_name as site_name
 from carepath.evidence.redact import MASK, Redactor
 
 

@@ -40,6 +40,7 @@ from carepath.evidence.canonical import canonical_bytes
 from carepath.evidence.chain import EventWriter, walk_chain
 from carepath.evidence.dsse import load_private_key
 from carepath.evidence.redact import POLICY_VERSION, Redactor
+from carepath.gate import GATE_TAG, Decision, requested_change
 from carepath.runner import new_run_id
 
 CONTROL_TAG = re.compile(r"^cp_([a-z]+)_(\d+)$")
@@ -63,21 +64,6 @@ def control_ids(tags: Iterable[str]) -> list[str]:
             if ident not in found:
                 found.append(ident)
     return found
-
-
-def site_name(inventory: list[str]) -> str:
-    """The ledger a run belongs to when none is configured: its inventory's name.
-
-    ``inventories/production`` is ``production``; ``inventories/lab/hosts.yml`` is ``lab``; an
-    inline host list (``-i web1,``) is ``adhoc``.
-    """
-    if not inventory or "," in inventory[0]:
-        return "adhoc"
-    path = Path(inventory[0])
-    name = path.parent.name if path.suffix in (".yml", ".yaml", ".ini", ".json") or path.stem in ("hosts", "inventory") \
-        else path.name
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")
-    return name[:64] or "default"
 
 
 def file_digest(path: str | os.PathLike[str]) -> str | None:
@@ -134,20 +120,19 @@ def git_state(directory: Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def change_record(environ: Mapping[str, str]) -> dict[str, Any]:
+def change_record(ticket: str | None, approval_path: str | None) -> dict[str, Any]:
     """The change ticket and, embedded whole, the signed approval the run was started with.
 
-    The policy gate has verified the approval against the inventory's approver keys before any
-    host was touched; embedding it lets ``verify`` check it again offline, years later.
+    The policy gate has verified the approval against the site's approver keys before any host
+    was touched; embedding it lets ``verify`` check it again offline, years later.
     """
-    record: dict[str, Any] = {"ticket": environ.get("CAREPATH_CHANGE_TICKET") or None, "approval": None}
-    path = environ.get("CAREPATH_CHANGE_APPROVAL")
-    if path:
+    record: dict[str, Any] = {"ticket": ticket or None, "approval": None}
+    if approval_path:
         try:
-            data = Path(path).read_bytes()
+            data = Path(approval_path).read_bytes()
             record["approval"] = {"sha256": hashlib.sha256(data).hexdigest(), "envelope": json.loads(data)}
         except (OSError, ValueError) as exc:
-            record["approval"] = {"error": f"cannot read {path}: {exc}"}
+            record["approval"] = {"error": f"cannot read {approval_path}: {exc}"}
     return record
 
 
@@ -209,7 +194,7 @@ class Recorder:
             "limit": limit or "",
             "tags": list(tags),
             "operator": operator(self.environ),
-            "change": change_record(self.environ),
+            "change": change_record(*requested_change({}, self.environ)),
             "source": {
                 **git_state(project),
                 "playbook_sha256": file_digest(self.playbook),
@@ -226,6 +211,7 @@ class Recorder:
     def task_result(self, status: str, *, host: str, task: str, action: str, tags: Iterable[str],
                     result: Mapping[str, Any], role: str | None = None, duration: float | None = None) -> None:
         """One task's result on one host, reduced to what evidence may hold."""
+        tags = list(tags)
         self.counts[status] = self.counts.get(status, 0) + 1
         no_log = bool(result.get("_ansible_no_log"))
         data: dict[str, Any] = {"status": status, "action": action}
@@ -250,9 +236,20 @@ class Recorder:
                                for k in RELEASE_FIELDS if release.get(k) is not None}
         if isinstance(result.get("results"), list):
             data["items"] = len(result["results"])
+        if GATE_TAG in tags:
+            data["gate"] = True  # the policy gate's own result: it ran on the controller, touched no host
         record = {"type": f"task_{status}", "host": host, "task": self.redactor.text(task),
                   "changed": bool(result.get("changed")), "control_ids": control_ids(tags), "data": data}
         self._append(record)
+
+    def record_gate(self, decision: Decision, launch: Mapping[str, Any]) -> None:
+        """The policy gate's decision and the launch options, recorded before any task result."""
+        record = decision.to_record()
+        record["problems"] = [self.redactor.text(p) for p in record["problems"]]
+        self.run.update(gate=record, launch=dict(launch), change=change_record(decision.ticket, decision.approval_path))
+        self._append({"type": "run_gate", "data": {"decision": record["decision"], "site": decision.site,
+                                                  "protected": bool(decision.policy and decision.policy.protected),
+                                                  "problems": record["problems"], "launch": dict(launch)}})
 
     def refused(self, reason: str) -> None:
         self._append({"type": "run_refused", "data": {"msg": self.redactor.text(reason)}})

@@ -6,14 +6,16 @@ run.json, then events.jsonl line by line, then whole-file digests. ``Report.firs
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from carepath import change as change_control
 from carepath.evidence import schema
 from carepath.evidence.bundle import ENVELOPE_FILE, EVENTS_FILE, NAME_RE, PREDICATE_TYPE, RUN_FILE, STATEMENT_TYPE
 from carepath.evidence.canonical import CanonicalError, canonical_bytes
@@ -40,7 +42,8 @@ def _loads(data: bytes) -> tuple[Any, str | None]:
         return None, f"not valid JSON ({str(exc)[:80]})"
 
 
-def verify_bundle(bundle_dir: Path, trusted_public_keys: Iterable[Ed25519PublicKey], *, check_dir_name: bool = True) -> Report:
+def verify_bundle(bundle_dir: Path, trusted_public_keys: Iterable[Ed25519PublicKey], *, check_dir_name: bool = True,
+                  approver_keys: Sequence[Ed25519PublicKey] | None = None) -> Report:
     """Verify one bundle directory against pinned public keys.
 
     With ``check_dir_name`` the run id must equal the directory name, so a whole bundle copied over another
@@ -49,7 +52,7 @@ def verify_bundle(bundle_dir: Path, trusted_public_keys: Iterable[Ed25519PublicK
     bundle_dir = Path(bundle_dir)
     files = {name: _read(bundle_dir / name) for name in BUNDLE_FILES}
     return verify_bundle_files(files, trusted_public_keys, subject=str(bundle_dir),
-                               expected_run_id=bundle_dir.name if check_dir_name else None)
+                               expected_run_id=bundle_dir.name if check_dir_name else None, approver_keys=approver_keys)
 
 
 def _statement_problems(statement: Any) -> list[str]:
@@ -75,7 +78,8 @@ def _statement_problems(statement: Any) -> list[str]:
 
 
 def verify_bundle_files(files: Mapping[str, bytes | OSError | None], trusted_public_keys: Iterable[Ed25519PublicKey], *,
-                        subject: str = "bundle", expected_run_id: str | None = None) -> Report:
+                        subject: str = "bundle", expected_run_id: str | None = None,
+                        approver_keys: Sequence[Ed25519PublicKey] | None = None) -> Report:
     """Verify a bundle given its files' bytes (or the error reading each); the core of :func:`verify_bundle`."""
     report = Report(subject)
     add = report.findings.append
@@ -144,9 +148,21 @@ def verify_bundle_files(files: Mapping[str, bytes | OSError | None], trusted_pub
             add(Finding(EVENTS_FILE, "digest", "sha256 does not match the signed subject digest: the file was changed"))
         report.facts.setdefault("event_count", walk.count)
         if RUN_FILE in data and not error and isinstance(run, dict):
-            for code, problem in _completeness(run, walk.count, walk.head) + _policy(run, report.facts.get("keyid")):
+            events = _records(data[EVENTS_FILE])
+            for code, problem in (_completeness(run, walk.count, walk.head)
+                                  + _policy(run, report.facts.get("keyid"), events, approver_keys)):
                 add(Finding(RUN_FILE, code, problem))
     return report
+
+
+def _records(data: bytes) -> list[dict[str, Any]]:
+    """The event records that parse (the chain walk has reported those that do not)."""
+    found = []
+    for line in data.splitlines():
+        record, error = _loads(line)
+        if not error and isinstance(record, dict):
+            found.append(record)
+    return found
 
 
 def _completeness(run: dict[str, Any], count: int, head: str) -> list[tuple[str, str]]:
@@ -163,18 +179,50 @@ def _completeness(run: dict[str, Any], count: int, head: str) -> list[tuple[str,
     return found
 
 
-def _policy(run: dict[str, Any], signer: str | None) -> list[tuple[str, str]]:
-    """The change the run names was approved before it started, by someone other than its operator."""
+def _policy(run: dict[str, Any], signer: str | None, events: list[dict[str, Any]],
+            approver_keys: Sequence[Ed25519PublicKey] | None) -> list[tuple[str, str]]:
+    """The run kept to change control: no host work after a refusal, and an approval fit for the run.
+
+    A refused run is the gate doing its job: its approval is not judged, but any task that ran on a
+    host after the refusal (a playbook edited to drop the gate) is a violation. With the site's pinned
+    ``approver_keys`` (a protected site), every other run must carry an approval signed by one of them,
+    for its ticket and site, valid when it started, and not signed by the run's own evidence key.
+    """
+    gate = run.get("gate") if isinstance(run.get("gate"), dict) else {}
+    refused = run.get("status") == "refused" or gate.get("decision") == "refused"
+    if refused:
+        worked = sorted({str(e.get("host")) for e in events if str(e.get("type", "")).startswith("task_")
+                         and not (e.get("data") or {}).get("gate")})
+        if worked:
+            return [("policy.bypass", f"the policy gate refused this run, yet tasks ran on {', '.join(worked[:10])}: "
+                                      "the gate was bypassed")]
+        return []
     change = run.get("change") if isinstance(run.get("change"), dict) else {}
     approval = change.get("approval") if isinstance(change.get("approval"), dict) else None
+    found = []
+    if approver_keys is not None:
+        if not gate:
+            found.append(("policy.gate", "the run records no policy gate decision: it did not pass the gate"))
+        elif not (gate.get("policy") or {}).get("protected"):
+            found.append(("policy.unprotected", "the site is protected, but this run's gate did not treat it as "
+                                                "protected: its inventory's site policy was changed or left out"))
+        if not approval or "envelope" not in approval:
+            return [*found, ("policy.approval", "a run against a protected site without a recorded change approval")]
+        try:
+            at = dt.datetime.strptime(str(run.get("started")), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            return [*found, ("policy.time", "the run's start time cannot be read")]
+        problems, _ = change_control.verify_approval(approval["envelope"], approver_keys, ticket=str(change.get("ticket")),
+                                      site=str(run.get("site")), at=at, operator_keyid=signer,
+                                      name="the recorded approval")
+        return found + [("policy.approval", p) for p in problems]
     if not approval or "envelope" not in approval:
-        return []
+        return found
     try:
         predicate = unverified_predicate(approval["envelope"])  # its signature was checked by the policy gate
         approved, expires, started = (predicate["approved_at"], predicate["expires"], run["started"])
     except (KeyError, TypeError, ValueError):
         return [("policy.approval", "the recorded approval cannot be read")]
-    found = []
     if predicate.get("ticket") != change.get("ticket"):
         found.append(("policy.ticket", f"the approval is for {predicate.get('ticket')!r}, the run for "
                                        f"{change.get('ticket')!r}"))
@@ -186,7 +234,8 @@ def _policy(run: dict[str, Any], signer: str | None) -> list[tuple[str, str]]:
 
 
 def verify_ledger(ledger_path: Path, bundles_dir: Path,
-                  trusted_public_keys: Iterable[Ed25519PublicKey] | None = None) -> Report:
+                  trusted_public_keys: Iterable[Ed25519PublicKey] | None = None, *,
+                  approver_keys: Sequence[Ed25519PublicKey] | None = None) -> Report:
     """Verify a site ledger: chain continuity, and every listed bundle present with the recorded digest.
 
     With ``trusted_public_keys`` each listed bundle is also verified in full. Sealed bundles in
@@ -226,7 +275,7 @@ def verify_ledger(ledger_path: Path, bundles_dir: Path,
                                           f"but the ledger recorded {str(digest)[:16]}...: replaced or re-signed", lineno, seq))
             return
         if keys is not None:
-            sub = verify_bundle(bundles_dir / bundle, keys)
+            sub = verify_bundle(bundles_dir / bundle, keys, approver_keys=approver_keys)
             deep.extend(Finding(f"{bundle}/{f.file}", f.code, f.message, f.line, f.seq) for f in sub.findings)
 
     walk = walk_chain(raw, name, LEDGER_FIELDS, on_record=check_entry)

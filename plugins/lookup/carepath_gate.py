@@ -1,0 +1,92 @@
+# Copyright: carepath contributors
+# Apache License 2.0 (see LICENSE)
+"""The policy gate as a lookup: Ansible evaluates a play's hosts line whatever the tags say."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: carepath_gate
+author: carepath contributors
+short_description: The policy gate's decision, in a form no tag can skip
+description:
+  - Decides, on the controller, whether this run may touch any host - the site policy read from the
+    inventory's files (protection, approver keys, site name), the change ticket and signed approval,
+    a usable evidence signing key, and no site policy variable given as an extra variable.
+  - With a host pattern as its term it returns that pattern when the run may proceed and fails the
+    run otherwise. Use it in the C(hosts) line of every play that touches hosts - Ansible templates
+    that line before any task runs, whatever C(--tags) or C(--skip-tags) say, so skipping the gate's
+    tasks cannot skip the gate.
+  - With the term C(problems) (use C(query)) it returns the reasons the run is refused (empty to
+    proceed); the policy gate play asserts on it, so a refusal is recorded as a failed gate task.
+options:
+  _terms:
+    description: A host pattern to return when the run may proceed, or C(problems).
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Apply the baseline
+  hosts: "{{ lookup('carepath_gate', 'all') }}"
+  roles: [os_hardening]
+"""
+
+RETURN = r"""
+_raw:
+  description: The host pattern (the run may proceed), or the reasons for refusing it with C(problems).
+  type: list
+  elements: str
+"""
+
+from ansible import constants as C
+from ansible import context
+from ansible.errors import AnsibleError
+from ansible.plugins.loader import callback_loader
+from ansible.plugins.lookup import LookupBase
+from ansible.utils.vars import load_extra_vars
+
+from carepath import gate, sitepolicy
+
+#: Listing and syntax checks touch no host: they need no decision.
+_NO_HOSTS = ("syntax", "listhosts", "listtasks", "listtags")
+
+
+def evidence_key(variables=None):
+    """The evidence signing key the evidence callback will use (its option, from ansible.cfg or environment)."""
+    callback_loader.get("carepath_evidence", class_only=True)
+    try:
+        return C.config.get_config_value("signing_key", plugin_type="callback", plugin_name="carepath_evidence",
+                                         variables=variables)
+    except AnsibleError:
+        return None
+
+
+def _policy_vars(variables):
+    """The site policy variables as this host sees them (each templated on its own, nothing else)."""
+    found = {}
+    for name in sitepolicy.POLICY_VARS:
+        if name in variables:
+            found[name] = variables[name]
+    return found
+
+
+class LookupModule(LookupBase):
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        if len(terms) != 1:
+            raise AnsibleError("carepath_gate takes one term: a host pattern, or 'problems'")
+        term = str(terms[0])
+        if term != "problems" and any(context.CLIARGS.get(flag) for flag in _NO_HOSTS):
+            return [term]
+        extra_vars = load_extra_vars(self._loader)
+        decision = gate.decide(
+            [str(s) for s in context.CLIARGS.get("inventory") or ()],
+            extra_vars=extra_vars,
+            operator_key=evidence_key(variables),
+            # For one host (the gate task): its values of the policy variables, to refuse an override.
+            host_variables=[_policy_vars(variables)] if term == "problems" and variables else [],
+        )
+        if term == "problems":
+            return list(decision.problems)
+        if not decision.accepted:
+            raise AnsibleError(gate.message(decision))
+        return [term]

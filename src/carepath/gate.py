@@ -1,0 +1,123 @@
+"""The policy gate's decision on a whole run: may it touch any host at all?
+
+One function, :func:`decide`, answers for three callers that must agree:
+
+- the gate play's first task (``playbooks/policy_gate.yml``), which refuses the run in the normal
+  way, with the reasons, as a recorded task failure;
+- the ``carepath_gate`` lookup in the ``hosts:`` line of every play that touches hosts, which
+  Ansible evaluates whatever ``--tags``/``--skip-tags`` say, so skipping the gate's tasks stops the
+  run instead of skipping the gate;
+- the evidence callback, which records the decision and the launch options in the run's bundle,
+  so that ``verify`` fails a run that went on after a refusal (a playbook edited to drop the gate).
+
+Its inputs are what a launcher cannot argue with: the site policy from the inventory's files
+(:mod:`carepath.sitepolicy`), the change ticket and approval, the operator's evidence key, and the
+names of the extra variables (a policy variable among them is refused).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from carepath import change, sitepolicy
+from carepath.errors import CarepathError
+from carepath.evidence.dsse import load_private_key
+
+TICKET_VAR, APPROVAL_VAR = "carepath_change_ticket", "carepath_change_approval"
+TICKET_ENV, APPROVAL_ENV = "CAREPATH_CHANGE_TICKET", "CAREPATH_CHANGE_APPROVAL"
+#: The tag every task of the gate carries, so evidence can tell the gate's own results from host work.
+GATE_TAG = "carepath_policy_gate"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's answer, and what it was based on (recorded in the run's evidence)."""
+
+    policy: sitepolicy.SitePolicy | None
+    problems: tuple[str, ...]
+    ticket: str | None = None
+    approval_path: str | None = None
+    approval: Mapping[str, Any] | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.problems
+
+    @property
+    def site(self) -> str:
+        return self.policy.site if self.policy else "unknown"
+
+    def to_record(self) -> dict[str, Any]:
+        return {"decision": "accepted" if self.accepted else "refused", "problems": list(self.problems),
+                "policy": self.policy.to_record() if self.policy else None,
+                "ticket": self.ticket, "approval": dict(self.approval) if self.approval else None}
+
+
+def requested_change(extra_vars: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The ticket and approval a run asks to go under: extra vars (AWX launch) first, then the environment."""
+    ticket = extra_vars.get(TICKET_VAR) or environ.get(TICKET_ENV) or None
+    approval = extra_vars.get(APPROVAL_VAR) or environ.get(APPROVAL_ENV) or None
+    return (str(ticket) if ticket else None), (str(approval) if approval else None)
+
+
+def key_problem(operator_key: str | None) -> str | None:
+    """Why the configured evidence key cannot sign (None: it can, or none is there)."""
+    if not operator_key or not Path(operator_key).exists():
+        return None
+    try:
+        load_private_key(Path(operator_key))
+    except CarepathError as exc:
+        reason = str(exc).replace("\n  hint:", ";")
+        return f"the evidence signing key cannot be used: {reason}; the run would leave unsigned evidence"
+    return None
+
+
+def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], operator_key: str | None,
+           environ: Mapping[str, str] | None = None, host_variables: Iterable[Mapping[str, Any]] = (),
+           now: dt.datetime | None = None) -> Decision:
+    """May this run touch its hosts? See the module docstring for who asks and why."""
+    environ = os.environ if environ is None else environ
+    ticket, approval_path = requested_change(extra_vars, environ)
+    try:
+        policy = sitepolicy.load(inventory_sources, environ)
+    except CarepathError as exc:
+        return Decision(None, (f"the site policy cannot be read: {exc}",), ticket, approval_path)
+    problems: list[str] = sitepolicy.overrides(policy, {}, extra_vars.keys())
+    for variables in host_variables:
+        for problem in sitepolicy.overrides(policy, variables, extra_vars.keys()):
+            if problem not in problems:
+                problems.append(problem)
+    unusable = key_problem(operator_key)
+    if unusable:
+        problems.append(unusable)
+    refused, approval = change.check(policy, ticket, approval_path, operator_key, now=now)
+    problems += refused
+    return Decision(policy, tuple(problems), ticket, approval_path, approval)
+
+
+def message(decision: Decision) -> str:
+    """The refusal as one line for the operator."""
+    return "The policy gate refuses the run; no host has been touched: " + " | ".join(decision.problems)
+
+
+def launch_record(cliargs: Mapping[str, Any], extra_var_names: Iterable[str]) -> dict[str, Any]:
+    """Every launch option that changes what a run does (values of extra vars are never kept, only names)."""
+    def listed(name: str) -> list[str]:  # Ansible keeps tags as a set: sorted, so records compare
+        return sorted({str(v) for v in (cliargs.get(name) or ())})
+
+    return {
+        "tags": listed("tags"), "skip_tags": listed("skip_tags"), "limit": str(cliargs.get("subset") or ""),
+        "check": bool(cliargs.get("check")), "diff": bool(cliargs.get("diff")),
+        "extra_var_names": sorted({str(n) for n in extra_var_names}),
+        "start_at_task": str(cliargs.get("start_at_task") or ""), "step": bool(cliargs.get("step")),
+        "forks": cliargs.get("forks"), "become": bool(cliargs.get("become")),
+        "become_user": str(cliargs.get("become_user") or ""),
+        "connection": str(cliargs.get("connection") or ""), "remote_user": str(cliargs.get("remote_user") or ""),
+        "vault_ids": len(cliargs.get("vault_ids") or ()) + (1 if cliargs.get("vault_password_files") else 0),
+    }
