@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -98,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("target", type=Path, help="a run bundle directory, or a ledger file with --bundles")
     verify.add_argument("--key", type=Path, action="append", required=True, help="a trusted public key (repeatable)")
     verify.add_argument("--bundles", type=Path, help="the directory of bundles a ledger lists (verifies a ledger)")
+    verify.add_argument(
+        "--witness", type=Path, action="append",
+        help="with a ledger: a file holding the ledger's witness lines (e.g. the log collector's file for the "
+        "controller, tag carepath-ledger; repeatable): an entry rewritten or cut off the end fails",
+    )
+    verify.add_argument("--site", help="with --witness: the site whose lines to compare (default: the ledger's folder)")
     verify.add_argument(
         "--approver-key", type=Path, action="append",
         help="a protected site's pinned approver public key (repeatable): every run must carry an approval "
@@ -273,7 +281,8 @@ def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
     keys = [evidence.load_public_key(path) for path in args.key]
     approvers = [evidence.load_public_key(path) for path in args.approver_key] if args.approver_key else None
     if args.bundles is not None:
-        report = evidence.verify_ledger(args.target, args.bundles, keys, approver_keys=approvers)
+        report = evidence.verify_ledger(args.target, args.bundles, keys, approver_keys=approvers,
+                                        witness_files=args.witness or (), site=args.site)
     else:
         report = evidence.verify_bundle(args.target, keys, approver_keys=approvers)
     print(json.dumps(report.to_dict(), indent=2) if args.json else str(report))
@@ -283,10 +292,20 @@ def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
 def _cmd_change(project: Project, args: argparse.Namespace) -> int:
     from carepath import change
 
+    _check_output_file(args.out, "--out")
     approved = change.approve_file(args.key, args.ticket, args.site, args.out, hours=args.hours)
     print(f"approved {approved['ticket']} for {approved['site']} until {approved['expires']} "
           f"(approver key {approved['approver'][:16]}...): {args.out}")
     return 0
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """Refuse, before any work, an output file whose folder is missing or that is a folder."""
+    if path.is_dir():
+        raise CarepathError(f"{option} {path} is a folder", hint="give the path of the file to write")
+    if not path.parent.is_dir():
+        raise CarepathError(f"cannot write {option} {path}: its folder {path.parent} does not exist",
+                            hint=f"create it first (mkdir -p {path.parent}) or choose another {option}")
 
 
 def _cmd_webapp(project: Project, args: argparse.Namespace) -> int:
@@ -313,6 +332,43 @@ def _cmd_controls(project: Project, args: argparse.Namespace) -> int:
     return 0
 
 
+#: What to do about a file system error, by errno: the message names the path and the reason.
+_OS_ERROR_HINTS = {
+    errno.ENOENT: "create the missing folder first, or choose a path whose folder exists",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EEXIST: "move the existing file aside, or choose another path",
+    errno.EISDIR: "that path is a folder; give a file path instead",
+    errno.EACCES: "choose a path you may write to, or fix its permissions",
+    errno.EPERM: "choose a path you may write to, or fix its permissions",
+    errno.EROFS: "that file system is read-only; choose a path on a writable one",
+    errno.ENOSPC: "free some space, or choose a path on another file system",
+}
+
+
+def os_error_message(exc: OSError) -> CarepathError:
+    """A file system error as a message naming the path, why it failed and what to do.
+
+    One place for every command: a path given on the command line that cannot be written
+    (missing folder, a file where a folder is needed, no permission) is the user's to fix,
+    and a traceback does not tell them which path or how.
+    """
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(paths) if paths else "a file"
+    reason = exc.strerror or str(exc)
+    return CarepathError(f"cannot use {where}: {reason}", hint=_OS_ERROR_HINTS.get(exc.errno or 0))
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (``carepath ... | head``): stop quietly.
+
+    As the Python docs advise ("Note on SIGPIPE"): point stdout at devnull so the interpreter's
+    final flush does not raise again, and exit 1 as Python does on EPIPE.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -321,10 +377,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "lab": _cmd_lab, "run": _cmd_run, "drift": _cmd_drift, "controls": _cmd_controls, "evidence": _cmd_evidence,
             "change": _cmd_change, "webapp": _cmd_webapp,
         }
-        return handlers[args.command](project, args)
+        code = handlers[args.command](project, args)
+        sys.stdout.flush()  # inside the try: a closed pipe is noticed here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except CarepathError as exc:
         print(f"carepath: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        error = os_error_message(exc)
+        print(f"carepath: error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("carepath: interrupted", file=sys.stderr)
         return 130

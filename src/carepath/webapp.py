@@ -59,12 +59,32 @@ def build_sample(version: str, out_dir: Path, *, broken: bool = False) -> tuple[
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         _add(tar, "app.py", (SAMPLE_DIR / "app.py").read_bytes())
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _output_folder(out_dir)
     path = out_dir / f"{SAMPLE_APP}-{version}.tar.gz"
-    # mtime=0 and no file name in the gzip header: the same version always has the same bytes.
-    with path.open("wb") as handle, gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as gz:
-        gz.write(raw.getvalue())
-    digest = sha256_file(path)
-    # Next to it, in sha256sum's format (`sha256sum -c` checks it).
-    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n", encoding="utf-8")
+    try:
+        # mtime=0 and no file name in the gzip header: the same version always has the same bytes.
+        with path.open("wb") as handle, gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as gz:
+            gz.write(raw.getvalue())
+        digest = sha256_file(path)
+        # Next to it, in sha256sum's format (`sha256sum -c` checks it).
+        path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n", encoding="utf-8")
+    except OSError as exc:
+        raise CarepathError(f"cannot write the release {exc.filename or path}: {exc.strerror or exc}",
+                            hint="remove what is in the way, or choose another folder with --out") from None
     return path, digest
+
+
+def _output_folder(out_dir: Path) -> None:
+    """Create the folder releases are written to, or say why it cannot be used.
+
+    ``--out`` names a folder: a file there (a common slip, giving the tarball's name) or a
+    path that cannot be created must be a message naming it, not a traceback.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CarepathError(f"--out {out_dir} is a file, not a folder",
+                            hint="give the folder to write the release into (it is created when missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CarepathError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
+                            hint="choose a folder you may write to with --out") from None

@@ -121,7 +121,7 @@ def to_csv(report: AuditReport) -> str:
 
 def to_json(report: AuditReport) -> dict[str, Any]:
     return {"format": "carepath.audit-report/1", "run": report.run, "verification": report.verification,
-            "summary": report.summary(), "hosts": report.hosts,
+            "aborted": aborted_note(report.run), "summary": report.summary(), "hosts": report.hosts,
             "controls": [row.__dict__ for row in report.rows], "changes": report.changes, "failures": report.failures}
 
 
@@ -129,7 +129,56 @@ def to_html(report: AuditReport) -> str:
     env = jinja2.Environment(loader=jinja2.PackageLoader("carepath", "data/evidence"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template("report.html.j2").render(r=report, summary=report.summary(),
-                                                     approval=_approval(report.run))
+                                                     approval=_approval(report.run), facts=run_facts(report.run),
+                                                     aborted=aborted_note(report.run))
+
+
+NOT_RECORDED = "not recorded"
+
+
+def run_facts(run: dict[str, Any]) -> dict[str, str]:
+    """The summary's facts as text, each one saying "not recorded" when the bundle lacks it.
+
+    A bundle sealed as aborted (the run was killed; a later run sealed what it had recorded)
+    holds no operator, change, source or stats: the report must still be written, and must say
+    what is missing rather than leave it blank or fail.
+    """
+    operator = run.get("operator")
+    source = run.get("source")
+    change = run.get("change")
+    check_mode = run.get("check_mode")
+    if isinstance(source, dict):
+        commit = str(source.get("commit") or "unknown")
+        source_text = f"commit {commit}" + (" (uncommitted changes)" if source.get("dirty") else "")
+    else:
+        source_text = NOT_RECORDED
+    return {
+        "site": str(run.get("site") or NOT_RECORDED),
+        "playbook": str(run.get("playbook") or NOT_RECORDED),
+        "started": str(run.get("started") or NOT_RECORDED),
+        "finished": str(run.get("finished") or NOT_RECORDED),
+        "check_mode": NOT_RECORDED if check_mode is None else ("yes" if check_mode else "no"),
+        "operator": ", ".join(f"{k}: {v}" for k, v in sorted(operator.items())) if isinstance(operator, dict)
+        else NOT_RECORDED,
+        "ticket": str(change.get("ticket") or "none") if isinstance(change, dict) else NOT_RECORDED,
+        "source": source_text,
+    }
+
+
+def aborted_note(run: dict[str, Any]) -> str | None:
+    """For an aborted run, the sentence the report opens with; None for a run that ended."""
+    if run.get("status") != "aborted":
+        return None
+    info = run.get("aborted") if isinstance(run.get("aborted"), dict) else {}
+    note = "This run was aborted: it was stopped before it ended, and only the events it recorded are shown."
+    if info.get("sealed_by"):
+        note += f" Its bundle was sealed by the later run {info['sealed_by']}."
+    if info.get("trimmed_bytes"):
+        note += f" {info['trimmed_bytes']} bytes of an event cut off mid-write were removed."
+    missing = [name for name in ("operator", "change", "source", "stats") if name not in run]
+    if missing:
+        note += f" Not recorded: {', '.join(missing)}."
+    return note
 
 
 def _approval(run: dict[str, Any]) -> dict[str, Any] | None:

@@ -131,15 +131,29 @@ def generate_keypair(private_path: Path, public_path: Path) -> str:
                                 hint="move the old key aside first, or choose another path")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    os.chmod(private_path, 0o600)  # the umask may have narrowed it further; make it exactly 0600
-    public_path.parent.mkdir(parents=True, exist_ok=True)
-    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    try:
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        os.chmod(private_path, 0o600)  # the umask may have narrowed it further; make it exactly 0600
+    except OSError as exc:
+        raise _unwritable_key(private_path, exc) from None
+    try:
+        public_path.parent.mkdir(parents=True, exist_ok=True)
+        public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    except OSError as exc:
+        # Without its public half the private key is of no use, and it would block the next attempt.
+        private_path.unlink(missing_ok=True)
+        raise _unwritable_key(public_path, exc) from None
     return keyid(key.public_key())
+
+
+def _unwritable_key(path: Path, exc: OSError) -> CarepathError:
+    """Why a key file cannot be written, naming it: the user chose the path and can choose another."""
+    return CarepathError(f"cannot write key file {path}: {exc.strerror or exc}",
+                         hint="choose a --key path in a folder you may write to (it is created when missing)")
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
