@@ -36,8 +36,17 @@ def parse_date(value: Any) -> dt.date | None:
         return None
 
 
-def problems(entries: Any, known_ids: Iterable[str], today: dt.date | None = None) -> list[str]:
-    """Everything wrong with a host's ``carepath_exceptions`` (empty when all are valid)."""
+#: The longest an exception may run unless the site sets ``carepath_exception_max_days``.
+DEFAULT_MAX_DAYS = 365
+
+
+def problems(entries: Any, known_ids: Iterable[str], today: dt.date | None = None, *,
+             max_days: int = DEFAULT_MAX_DAYS) -> list[str]:
+    """Everything wrong with a host's ``carepath_exceptions`` (empty when all are valid).
+
+    ``max_days`` bounds how far ahead an exception may expire: an expiry in 9999 is a control
+    switched off for good, which must be a decision the site reviews, not a date typed once.
+    """
     today = today or dt.datetime.now(dt.UTC).date()
     known = set(known_ids)
     if entries in (None, ""):
@@ -73,6 +82,10 @@ def problems(entries: Any, known_ids: Iterable[str], today: dt.date | None = Non
                 found.append(f"{where}: expires {entry['expires']!r} is not a date (YYYY-MM-DD)")
             elif expires < today:
                 found.append(f"{where}: expired on {expires.isoformat()}; renew it with its owner or remove it")
+            elif (expires - today).days > max_days:
+                found.append(f"{where}: expires {expires.isoformat()} is more than {max_days} days ahead; the site "
+                             f"allows at most {max_days} (carepath_exception_max_days); choose an earlier date "
+                             f"and renew it when it comes")
     return found
 
 

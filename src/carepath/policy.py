@@ -19,7 +19,8 @@ def host_problems(hostvars: Mapping[str, Any], catalog: list[controls.Control] |
     """Everything the policy gate refuses for one host (empty: the host may be run against)."""
     catalog = catalog if catalog is not None else controls.load()
     entries = hostvars.get("carepath_exceptions")
-    found = exceptions.problems(entries, [c.id for c in catalog], today)
+    # The site's own maximum (sitepolicy's carepath_exception_max_days) is wired in later; the default holds until then.
+    found = exceptions.problems(entries, [c.id for c in catalog], today, max_days=exceptions.DEFAULT_MAX_DAYS)
     excepted = {e.get("control") for e in entries or [] if isinstance(e, Mapping)} if not found else set()
     for control in catalog:
         if control.id in excepted:
