@@ -37,6 +37,15 @@ options:
   run_id:
     description: The run id (C(carepath run) passes its own, so the bundle and runner artifacts match).
     env: [{name: CAREPATH_RUN_ID}]
+  witness:
+    description:
+      - Where each ledger entry's digest (and each run's opening) is also recorded, off the controller,
+        so that a rewrite of the ledger by someone holding the key is detected (C(carepath evidence verify
+        --witness)). C(syslog) sends it to the local syslog (tag C(carepath-ledger)), which the
+        log_forwarding role sends over TLS to the site's collector; C(file:PATH) appends to a file; C(none).
+    default: syslog
+    env: [{name: CAREPATH_EVIDENCE_WITNESS}]
+    ini: [{section: carepath_evidence, key: witness}]
   mrn_pattern:
     description:
       - A regular expression for this site's medical record numbers, masked like the built-in PHI patterns
@@ -45,6 +54,7 @@ options:
     ini: [{section: carepath_evidence, key: mrn_pattern}]
 """
 
+import atexit
 import os
 import sys
 import time
@@ -108,13 +118,35 @@ class CallbackModule(CallbackBase):
             run_id=self.get_option("run_id") or "",
             signing_key=Path(self.get_option("signing_key")) if self.get_option("signing_key") else None,
             redactor=redactor,
+            witness=self.get_option("witness") or "none",
         )
         self._recorder.start(check_mode=bool(args.get("check")), limit=args.get("subset"),
                              tags=list(args.get("tags") or []), inventory=inventory,
                              extra={"ansible_core": ansible_version})
         for aborted in self._recorder.aborted:
-            self._display.warning(f"carepath: evidence of the killed run {aborted} was sealed as aborted "
+            self._display.warning(f"carepath: evidence of the stopped run {aborted} was sealed as aborted "
                                   "and listed in the ledger")
+        for unbound in self._recorder.unbound:
+            self._display.warning(f"carepath: an unsealed bundle was NOT signed, as no run of this key opened it "
+                                  f"intact: {unbound}")
+        # ansible-playbook stopped before its stats (Ctrl-C, SIGTERM, an error such as the gate's lookup
+        # refusing a play): seal what the run recorded, so its evidence is signed and listed at once.
+        atexit.register(self._seal_if_stopped, os.getpid())
+
+    def _seal_if_stopped(self, pid):
+        recorder = self._recorder
+        if recorder is None or recorder.finished or os.getpid() != pid:
+            return
+        refused = self._refused or (self._gate is not None and not self._gate.accepted)
+        try:
+            outcome = recorder.abort("refused" if refused else "canceled")
+        except Exception as exc:  # noqa: BLE001 - at exit: say so, the next run seals it as aborted
+            self._display.warning(f"carepath: could not seal the evidence of the stopped run: {exc}")
+            return
+        if outcome:
+            self._display.display(f"carepath: evidence {os.path.relpath(outcome['bundle'])} sealed as "
+                                  f"{'refused' if refused else 'stopped (canceled)'}", stderr=True)
+        self._recorder = None
 
     def v2_playbook_on_play_start(self, play):
         if self._recorder is None:
@@ -209,9 +241,11 @@ class CallbackModule(CallbackBase):
         # Under `carepath run`, which redacts ansible-runner's artifacts with these values too.
         send_secrets(self._recorder.redactor.secrets, patterns=self._recorder.redactor.extra_patterns)
         where = os.path.relpath(outcome["bundle"])
+        for warning in self._recorder.warnings:
+            self._display.warning(f"carepath: {warning}")
         if outcome["signed"]:
             self._display.display(f"carepath: evidence {where} (signed, ledger {os.path.relpath(outcome['ledger'])})")
-        else:
+        elif not self._recorder.warnings:
             self._display.warning(
                 f"carepath: evidence {where} is NOT signed: no key at {self.get_option('signing_key')}; "
                 "create one with `carepath evidence keygen` (or set CAREPATH_EVIDENCE_KEY)")

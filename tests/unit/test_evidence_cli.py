@@ -21,7 +21,7 @@ def test_keygen_then_verify_a_bundle_and_its_ledger(tmp_path: Path):
     bundles = tmp_path / "bundles"
     bundle = make_bundle(bundles, load_private_key(key))
     ledger = tmp_path / "ledger.jsonl"
-    append_entry(ledger, bundle.name, bundle / "bundle.dsse.json")
+    append_entry(ledger, bundle.name, bundle / "bundle.dsse.json", private_key=load_private_key(key))
     public = str(key.with_suffix(".pub"))
     ok = carepath("evidence", "verify", str(bundle), "--key", public)
     assert ok.returncode == 0 and ": OK (" in ok.stdout, ok.stdout + ok.stderr

@@ -24,7 +24,7 @@ def site(tmp_path: Path) -> tuple[Path, Path, Ed25519PrivateKey]:
     bundles, ledger = tmp_path / "bundles", tmp_path / "ledger.jsonl"
     for i, run_id in enumerate(RUNS):
         bundle = make_bundle(bundles, key, run_id, events=3)
-        append_entry(ledger, run_id, bundle / ENVELOPE_FILE, time=f"2026-12-02T00:00:0{i}Z")
+        append_entry(ledger, run_id, bundle / ENVELOPE_FILE, time=f"2026-12-02T00:00:0{i}Z", private_key=key)
     return ledger, bundles, key
 
 
@@ -86,8 +86,8 @@ def test_deep_verification_reports_a_bad_bundle_under_its_name(site: tuple[Path,
     ledger, bundles, _ = site
     other = Ed25519PrivateKey.generate()
     report = verify_ledger(ledger, bundles, [other.public_key()])
-    assert report.first.file == f"{RUNS[0]}/{ENVELOPE_FILE}"
-    assert report.first.code == "signature.untrusted"
+    assert (report.first.file, report.first.line, report.first.code) == ("ledger.jsonl", 1, "ledger.untrusted")
+    assert [f.code for f in report.findings if f.file == f"{RUNS[0]}/{ENVELOPE_FILE}"] == ["signature.untrusted"]
 
 
 def test_duplicate_and_unsafe_bundle_names_are_findings(site: tuple[Path, Path, Ed25519PrivateKey], tmp_path: Path) -> None:

@@ -98,3 +98,61 @@ def seal_bundle(bundle_dir: Path, private_key: Ed25519PrivateKey, *, chain_head:
     envelope_path = bundle_dir / ENVELOPE_FILE
     write_atomic(envelope_path, canonical_bytes(sign_envelope(payload, private_key)) + b"\n")
     return envelope_path
+
+
+# --- the opening record: a bundle bound to its run from the first event -----------------------------------
+
+OPENING_FILE = "opening.json"
+OPENING_ENVELOPE_FILE = "opening.dsse.json"
+OPENING_PREDICATE_TYPE = "https://carepath.dev/run-opening/v1"
+
+
+def seal_opening(bundle_dir: Path, record: Mapping[str, Any], first_event: str, private_key: Ed25519PrivateKey) -> str:
+    """Write opening.json (the run as it started) and sign it with the digest of the first event; returns its digest.
+
+    A run killed before it ends is sealed later by the site's next run; that run only seals a bundle whose
+    opening was signed by the evidence key and whose events still start with the signed first event, so a
+    bundle written by hand (or grafted onto another run's start) is never signed.
+    """
+    data = canonical_bytes(dict(record)) + b"\n"
+    write_atomic(Path(bundle_dir) / OPENING_FILE, data)
+    digest = sha256_hex(data)
+    payload = canonical_bytes({
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": OPENING_FILE, "digest": {"sha256": digest}}],
+        "predicateType": OPENING_PREDICATE_TYPE,
+        "predicate": {"run_id": record["run_id"], "site": record["site"], "started": record["started"],
+                      "first_event": first_event},
+    })
+    write_atomic(Path(bundle_dir) / OPENING_ENVELOPE_FILE, canonical_bytes(sign_envelope(payload, private_key)) + b"\n")
+    return digest
+
+
+def read_opening(bundle_dir: Path, trusted: list[Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
+    """(the opening record, its signed predicate, problems): both None unless a trusted key signed it intact."""
+    from carepath.evidence.dsse import open_envelope
+
+    bundle_dir = Path(bundle_dir)
+    try:
+        envelope = json.loads((bundle_dir / OPENING_ENVELOPE_FILE).read_bytes())
+        data = (bundle_dir / OPENING_FILE).read_bytes()
+    except OSError as exc:
+        return None, None, [f"no signed opening record ({exc.strerror}: {Path(exc.filename).name})"]
+    except ValueError:
+        return None, None, [f"{OPENING_ENVELOPE_FILE} is not valid JSON"]
+    payload, _, problems = open_envelope(envelope, trusted)
+    if payload is None:
+        return None, None, [f"{OPENING_ENVELOPE_FILE}: " + "; ".join(p for _, p in problems)]
+    try:
+        statement = json.loads(payload)
+        predicate = statement["predicate"]
+        (subject,) = statement["subject"]
+        signed_digest = subject["digest"]["sha256"]
+        record = json.loads(data)
+    except (ValueError, KeyError, TypeError):
+        return None, None, ["the opening record cannot be read"]
+    if statement.get("predicateType") != OPENING_PREDICATE_TYPE or signed_digest != sha256_hex(data):
+        return None, None, [f"{OPENING_FILE} differs from what was signed when the run opened"]
+    if predicate.get("run_id") != bundle_dir.name or record.get("run_id") != bundle_dir.name:
+        return None, None, [f"the opening is for run {predicate.get('run_id')!r}, not {bundle_dir.name!r}"]
+    return record, predicate, []

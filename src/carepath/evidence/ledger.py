@@ -1,12 +1,16 @@
-"""The site ledger: an append-only, hash-chained JSONL list of sealed bundles.
+"""The site ledger: an append-only, hash-chained, signed JSONL list of sealed bundles.
 
-Each line is ``{seq, bundle, bundle_digest, prev, time}``: ``bundle`` is the run id (the bundle's directory
-name), ``bundle_digest`` the SHA-256 of its bundle.dsse.json, ``prev`` the digest of the previous ledger line.
-Removing or swapping a bundle, or editing the ledger in the middle, shows as a broken link.
+Each line is ``{seq, bundle, bundle_digest, prev, time, keyid, sig}``: ``bundle`` is the run id (the bundle's
+directory name), ``bundle_digest`` the SHA-256 of its bundle.dsse.json, ``prev`` the digest of the previous
+ledger line, ``sig`` an ed25519 signature by the evidence key ``keyid`` over the rest of the entry. Removing
+or swapping a bundle, or editing the ledger in the middle, shows as a broken link; re-chaining the lines
+after such an edit needs the key. What the key holder could still do (rewrite the whole ledger) is caught
+by the witness (:mod:`carepath.evidence.witness`): each entry's digest is also sent off the controller.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -14,12 +18,45 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from carepath.errors import CarepathError
 from carepath.evidence.bundle import NAME_RE
 from carepath.evidence.canonical import canonical_bytes
 from carepath.evidence.chain import GENESIS, sha256_hex
+from carepath.evidence.dsse import keyid, strict_b64decode
 
 LEDGER_FIELDS = frozenset({"seq", "bundle", "bundle_digest", "prev", "time"})
+SIGNATURE_DOMAIN = b"carepath-ledger-entry/1\n"
+
+
+def signed_bytes(entry: dict[str, Any]) -> bytes:
+    """What an entry's signature covers: every field but ``sig``, canonical, after a domain prefix."""
+    return SIGNATURE_DOMAIN + canonical_bytes({k: v for k, v in entry.items() if k != "sig"})
+
+
+def sign_entry(entry: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
+    signed = {**entry, "keyid": keyid(private_key.public_key())}
+    return {**signed, "sig": base64.b64encode(private_key.sign(signed_bytes(signed))).decode("ascii")}
+
+
+def entry_signature_problem(entry: dict[str, Any], trusted: dict[str, Ed25519PublicKey]) -> tuple[str, str] | None:
+    """(code, message) when the entry is not signed by a trusted key, else None."""
+    sig, kid = entry.get("sig"), entry.get("keyid")
+    if sig is None:
+        return "ledger.unsigned", "the entry carries no signature: written or re-chained without the evidence key"
+    key = trusted.get(str(kid))
+    if key is None:
+        return "ledger.untrusted", f"signed by key {str(kid)[:16]}..., which is not pinned as trusted"
+    raw = strict_b64decode(sig)
+    try:
+        if raw is None:
+            raise InvalidSignature
+        key.verify(raw, signed_bytes(entry))
+    except InvalidSignature:
+        return "ledger.signature", "the signature does not match the entry: it was edited or re-chained"
+    return None
 
 
 def utc_now() -> str:
@@ -44,8 +81,12 @@ def _last_line(handle: BinaryIO) -> bytes:
     return buf.rsplit(b"\n", 1)[-1] if b"\n" in buf else buf
 
 
-def append_entry(ledger_path: Path, bundle_id: str, envelope_path: Path, *, time: str | None = None) -> dict[str, Any]:
-    """Append one sealed bundle to the ledger (creating it) under an exclusive lock; returns the entry."""
+def append_entry(ledger_path: Path, bundle_id: str, envelope_path: Path, *, time: str | None = None,
+                 private_key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
+    """Append one sealed bundle to the ledger (creating it) under an exclusive lock; returns the entry as written.
+
+    With ``private_key`` (the evidence key, as every run has) the entry is signed.
+    """
     ledger_path = Path(ledger_path)
     if not NAME_RE.match(bundle_id):
         raise CarepathError(f"bundle id {bundle_id!r} is not a plain name (letters, digits, . _ -)")
@@ -66,6 +107,8 @@ def append_entry(ledger_path: Path, bundle_id: str, envelope_path: Path, *, time
                                     hint="run `carepath evidence verify` on the ledger") from None
             prev = sha256_hex(last)
         entry = {"seq": seq, "bundle": bundle_id, "bundle_digest": digest, "prev": prev, "time": time or utc_now()}
+        if private_key is not None:
+            entry = sign_entry(entry, private_key)
         handle.write(canonical_bytes(entry) + b"\n")
         handle.flush()
         os.fsync(handle.fileno())

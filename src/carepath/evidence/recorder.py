@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from carepath import __version__
 from carepath.errors import CarepathError
-from carepath.evidence import bundle, ledger
+from carepath.evidence import bundle, ledger, witness
 from carepath.evidence.canonical import canonical_bytes
 from carepath.evidence.chain import EventWriter, walk_chain
 from carepath.evidence.dsse import load_private_key
@@ -166,6 +168,8 @@ class Recorder:
     signing_key: Path | None = None
     redactor: Redactor = field(default_factory=Redactor)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: where the ledger's witness lines go (carepath.evidence.witness): syslog, file:PATH or none
+    witness: str = "none"
 
     def __post_init__(self) -> None:
         self.run_id = self.run_id or new_run_id(Path(self.playbook))
@@ -176,11 +180,22 @@ class Recorder:
         self.counts = dict.fromkeys(STATUSES, 0)
         self._writer: EventWriter | None = None
         self.run: dict[str, Any] = {}
+        self.aborted: list[str] = []
+        self.unbound: list[str] = []
+        self.warnings: list[str] = []
+        self._key: Ed25519PrivateKey | None = None
+        self._opening: str | None = None
+        self._finished = False
 
     # --- during the run ---------------------------------------------------------------------------
 
     def start(self, *, check_mode: bool, limit: str | None, tags: list[str], inventory: list[str],
               extra: Mapping[str, Any] | None = None) -> None:
+        if self.signing_key and Path(self.signing_key).exists():
+            try:
+                self._key = load_private_key(Path(self.signing_key))
+            except CarepathError as exc:  # the policy gate refuses the run; the evidence says why it is unsigned
+                self.warnings.append(str(exc))
         self.aborted = self.seal_aborted()
         self.bundle_dir.mkdir(parents=True, exist_ok=False, mode=0o750)
         self._writer = EventWriter(self.bundle_dir / bundle.EVENTS_FILE, flush=True)
@@ -207,6 +222,10 @@ class Recorder:
         }
         self._append({"type": "run_start", "data": {"check_mode": check_mode, "limit": limit or "",
                                                    "tags": list(tags), "playbook": self.playbook}})
+        if self._key is not None:
+            # Bound from the start: only what this run began can ever be sealed in its name.
+            self._opening = bundle.seal_opening(self.bundle_dir, self.run, self._writer.head, self._key)
+            self._witness(witness.opened_line(self.site, self.run_id))
 
     def task_result(self, status: str, *, host: str, task: str, action: str, tags: Iterable[str],
                     result: Mapping[str, Any], role: str | None = None, duration: float | None = None) -> None:
@@ -260,62 +279,98 @@ class Recorder:
         """Write run.json, sign the bundle, append it to the ledger; returns what was done."""
         if self._writer is None:
             raise RuntimeError("finish() before start()")
+        self._finished = True
         self._append({"type": "run_end", "data": {"status": status}})
         head, count = self._writer.head, self._writer.count
         self._writer.close()
         self.run.update(finished=utc(), status=status, stats={h: dict(s) for h, s in stats.items()},
                         events={"count": count, "chain_head": head, "by_status": dict(self.counts)})
+        if self._opening:
+            self.run["opening"] = {"sha256": self._opening}
         bundle.write_run(self.bundle_dir, self.run)
         outcome: dict[str, Any] = {"bundle": str(self.bundle_dir), "signed": False, "ledger": None}
-        if self.signing_key and Path(self.signing_key).exists():
-            envelope = bundle.seal_bundle(self.bundle_dir, load_private_key(Path(self.signing_key)),
-                                          chain_head=head, event_count=count)
-            ledger.append_entry(self.ledger_path, self.run_id, envelope)
+        if self._key is not None:
+            envelope = bundle.seal_bundle(self.bundle_dir, self._key, chain_head=head, event_count=count)
+            self._list(self.run_id, envelope)
             outcome.update(signed=True, ledger=str(self.ledger_path))
         return outcome
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def _list(self, run_id: str, envelope: Path) -> None:
+        """Append a sealed bundle to the signed ledger, and tell the witness."""
+        assert self._key is not None
+        entry = ledger.append_entry(self.ledger_path, run_id, envelope, private_key=self._key)
+        digest = hashlib.sha256(canonical_bytes(entry)).hexdigest()
+        self._witness(witness.entry_line(self.site, entry["seq"], digest, run_id))
+
+    def _witness(self, line: str) -> None:
+        try:
+            witness.send(self.witness, line)
+        except CarepathError as exc:
+            self.warnings.append(f"the ledger witness did not take the entry: {exc}")
 
     def seal_aborted(self) -> list[str]:
         """Sign and list the site's earlier bundles that were never sealed (killed runs) as aborted.
 
-        A line cut off in the middle of a write is removed first (and counted in run.json);
-        a chain that does not verify is left as it is, for ``verify`` to report.
+        Only a bundle this key opened is sealed: its signed opening record must be intact and its
+        events must still begin with the signed first event; anything else (a bundle written by hand,
+        events grafted onto another run's opening) is left unsigned, listed in ``unbound``, for
+        ``verify`` to report. A line cut off in the middle of a write is removed first, and its size
+        and digest are recorded in the signed run.json; a chain that does not verify is left as it is.
         """
         bundles = self.bundle_dir.parent
-        if not self.signing_key or not Path(self.signing_key).exists() or not bundles.is_dir():
+        if self._key is None or not bundles.is_dir():
             return []
         sealed = []
         for directory in sorted(p for p in bundles.iterdir() if p.is_dir()):
             if (directory / bundle.ENVELOPE_FILE).exists() or directory == self.bundle_dir:
                 continue
+            opening, signed, problems = bundle.read_opening(directory, [self._key.public_key()])
             events_path = directory / bundle.EVENTS_FILE
             data = events_path.read_bytes() if events_path.exists() else b""
-            trimmed = 0
+            first = data.split(b"\n", 1)[0]
+            if opening is None or signed is None or signed.get("site") != self.site \
+                    or hashlib.sha256(first).hexdigest() != signed.get("first_event"):
+                why = problems[0] if problems else "its events do not start with the signed first event"
+                self.unbound.append(f"{directory.name}: {why}")
+                continue
+            trimmed = b""
             if data and not data.endswith(b"\n"):
                 keep = data.rfind(b"\n") + 1
-                trimmed = len(data) - keep
-                data = data[:keep]
-                bundle.write_atomic(events_path, data)
+                trimmed, data = data[keep:], data[:keep]
             walk = walk_chain(data, bundle.EVENTS_FILE)
             if walk.findings or not walk.count:
+                why = walk.findings[0] if walk.findings else "no events"
+                self.unbound.append(f"{directory.name}: its event chain is broken ({why})")
                 continue
-            lines = data.splitlines()
-            first, last = json.loads(lines[0]), json.loads(lines[-1])
-            if not (directory / bundle.RUN_FILE).exists():
-                bundle.write_run(directory, {
-                    "run_id": directory.name, "site": self.site, "status": "aborted",
-                    "playbook": str((first.get("data") or {}).get("playbook") or "unknown"),
-                    "started": first["time"], "finished": last["time"],
-                    "events": {"count": walk.count, "chain_head": walk.head},
-                    "aborted": {"sealed_by": self.run_id, "trimmed_bytes": trimmed,
-                                "note": "the run was killed before it ended; these are the events it recorded"},
-                })
+            if trimmed:
+                bundle.write_atomic(events_path, data)
+            last = json.loads(data.splitlines()[-1])
+            bundle.write_run(directory, {
+                **opening, "status": "aborted", "finished": last["time"],
+                "events": {"count": walk.count, "chain_head": walk.head},
+                "opening": {"sha256": hashlib.sha256((directory / bundle.OPENING_FILE).read_bytes()).hexdigest()},
+                "aborted": {"sealed_by": self.run_id, "trimmed_bytes": len(trimmed),
+                            "trimmed_sha256": hashlib.sha256(trimmed).hexdigest() if trimmed else None,
+                            "note": "the run was stopped before it ended; these are the events it recorded"},
+            })
             try:
-                envelope = bundle.seal_bundle(directory, load_private_key(Path(self.signing_key)))
-            except CarepathError:
+                envelope = bundle.seal_bundle(directory, self._key)
+            except CarepathError as exc:
+                self.unbound.append(f"{directory.name}: {exc}")
                 continue
-            ledger.append_entry(self.ledger_path, directory.name, envelope)
+            self._list(directory.name, envelope)
             sealed.append(directory.name)
         return sealed
+
+    def abort(self, status: str = "canceled") -> dict[str, Any] | None:
+        """Seal the run as stopped (Ctrl-C, SIGTERM, an error that ended ansible-playbook) with what it recorded."""
+        if self._writer is None or self._finished:
+            return None
+        return self.finish(status, {})
 
     def _append(self, record: Mapping[str, Any]) -> None:
         assert self._writer is not None

@@ -16,12 +16,21 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from carepath import change as change_control
-from carepath.evidence import schema
-from carepath.evidence.bundle import ENVELOPE_FILE, EVENTS_FILE, NAME_RE, PREDICATE_TYPE, RUN_FILE, STATEMENT_TYPE
+from carepath.evidence import schema, witness
+from carepath.evidence.bundle import (
+    ENVELOPE_FILE,
+    EVENTS_FILE,
+    NAME_RE,
+    OPENING_FILE,
+    PREDICATE_TYPE,
+    RUN_FILE,
+    STATEMENT_TYPE,
+    read_opening,
+)
 from carepath.evidence.canonical import CanonicalError, canonical_bytes
 from carepath.evidence.chain import sha256_hex, walk_chain
-from carepath.evidence.dsse import open_envelope, unverified_predicate
-from carepath.evidence.ledger import LEDGER_FIELDS
+from carepath.evidence.dsse import keyid, open_envelope, unverified_predicate
+from carepath.evidence.ledger import LEDGER_FIELDS, entry_signature_problem
 from carepath.evidence.report import Finding, Report
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -50,9 +59,31 @@ def verify_bundle(bundle_dir: Path, trusted_public_keys: Iterable[Ed25519PublicK
     one is caught even without the ledger.
     """
     bundle_dir = Path(bundle_dir)
+    keys = list(trusted_public_keys)
     files = {name: _read(bundle_dir / name) for name in BUNDLE_FILES}
-    return verify_bundle_files(files, trusted_public_keys, subject=str(bundle_dir),
-                               expected_run_id=bundle_dir.name if check_dir_name else None, approver_keys=approver_keys)
+    report = verify_bundle_files(files, keys, subject=str(bundle_dir),
+                                 expected_run_id=bundle_dir.name if check_dir_name else None, approver_keys=approver_keys)
+    report.findings.extend(_opening_findings(bundle_dir, files, keys))
+    return report
+
+
+def _opening_findings(bundle_dir: Path, files: Mapping[str, bytes | OSError | None],
+                      keys: list[Ed25519PublicKey]) -> list[Finding]:
+    """A run that says it was opened with a signed record must still have it, intact, for its first event."""
+    run, error = _loads(files[RUN_FILE]) if isinstance(files.get(RUN_FILE), bytes) else (None, "missing")
+    if error or not isinstance(run, dict) or not isinstance(run.get("opening"), dict):
+        return []
+    opening, signed, problems = read_opening(bundle_dir, keys)
+    if opening is None or signed is None:
+        return [Finding(OPENING_FILE, "opening", problems[0] if problems else "the opening record is missing")]
+    found = []
+    if run["opening"].get("sha256") != sha256_hex((bundle_dir / OPENING_FILE).read_bytes()):
+        found.append(Finding(OPENING_FILE, "opening.digest", "differs from the opening run.json names"))
+    events = files.get(EVENTS_FILE)
+    if isinstance(events, bytes) and sha256_hex(events.split(b"\n", 1)[0]) != signed.get("first_event"):
+        found.append(Finding(EVENTS_FILE, "opening.first_event", "the first event is not the one signed when the run "
+                                                                  "opened: the events were replaced"))
+    return found
 
 
 def _statement_problems(statement: Any) -> list[str]:
@@ -235,7 +266,8 @@ def _policy(run: dict[str, Any], signer: str | None, events: list[dict[str, Any]
 
 def verify_ledger(ledger_path: Path, bundles_dir: Path,
                   trusted_public_keys: Iterable[Ed25519PublicKey] | None = None, *,
-                  approver_keys: Sequence[Ed25519PublicKey] | None = None) -> Report:
+                  approver_keys: Sequence[Ed25519PublicKey] | None = None,
+                  witness_files: Sequence[Path] = (), site: str | None = None) -> Report:
     """Verify a site ledger: chain continuity, and every listed bundle present with the recorded digest.
 
     With ``trusted_public_keys`` each listed bundle is also verified in full. Sealed bundles in
@@ -249,12 +281,17 @@ def verify_ledger(ledger_path: Path, bundles_dir: Path,
         report.findings.append(Finding(name, "file.missing", f"cannot read the ledger: {raw.strerror}"))
         return report
     keys = list(trusted_public_keys) if trusted_public_keys is not None else None
+    by_id = {keyid(k): k for k in keys or ()}
     entry_findings: list[Finding] = []
     deep: list[Finding] = []
     listed: dict[str, int] = {}
 
     def check_entry(lineno: int, entry: dict[str, Any]) -> None:
         seq = lineno - 1
+        if keys is not None:
+            problem = entry_signature_problem(entry, by_id)
+            if problem:
+                entry_findings.append(Finding(name, problem[0], problem[1], lineno, seq))
         bundle, digest = entry.get("bundle"), entry.get("bundle_digest")
         if not isinstance(bundle, str) or not NAME_RE.match(bundle):
             entry_findings.append(Finding(name, "ledger.bundle", f"bundle {bundle!r} is not a plain bundle name", lineno, seq))
@@ -295,6 +332,22 @@ def verify_ledger(ledger_path: Path, bundles_dir: Path,
     except OSError:
         unsealed = []
     report.facts.update(entries=walk.count, head=walk.head)
+    if keys is not None:
+        # Only a bundle its run opened with a signed record can be sealed later; any other is not evidence.
+        for bundle in list(unsealed):
+            opening, _, problems = read_opening(bundles_dir / bundle, keys)
+            if opening is None:
+                unsealed.remove(bundle)
+                report.findings.append(Finding(f"{bundle}/", "bundle.unbound", f"an unsealed bundle no run opened: "
+                                               f"{problems[0] if problems else 'no opening'} (written by hand?)"))
     if unsealed:
         report.facts["incomplete"] = unsealed
+    if witness_files:
+        witnessed = witness.read(witness_files, site or ledger_path.parent.name)
+        try:
+            present = [p.name for p in bundles_dir.iterdir() if p.is_dir()]
+        except OSError:
+            present = []
+        report.findings.extend(witness.check(raw, witnessed, [*listed, *present], name))
+        report.facts["witnessed"] = len(witnessed.entries)
     return report
