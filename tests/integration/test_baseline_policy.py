@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -16,7 +17,8 @@ EXCEPTION = {
     "control": "CP-SSH-12",
     "reason": "Vendor scanner needs six attempts during its validation window",
     "owner": "ops-lead@hospital.example",
-    "expires": "2099-01-31",
+    # Within the longest an exception may run (carepath_exception_max_days, 365 by default).
+    "expires": (dt.date.today() + dt.timedelta(days=60)).isoformat(),
 }
 
 

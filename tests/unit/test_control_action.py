@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def test_a_kernel_control_is_not_applicable_in_a_container_but_checked_on_a_vm()
 
 
 def test_an_exception_excepts_and_an_expired_one_is_an_error() -> None:
-    valid = {"control": "CP-OS-13", "reason": "legacy app", "owner": "ops@example.org", "expires": "2099-01-01"}
+    soon = (dt.date.today() + dt.timedelta(days=30)).isoformat()  # within the site's longest (365 days)
+    valid = {"control": "CP-OS-13", "reason": "legacy app", "owner": "ops@example.org", "expires": soon}
     report, error = action.evaluate(UMASK, OBSERVED, [valid], in_container=False)
     assert (report["status"], error, report["exception"]["owner"]) == ("excepted", None, "ops@example.org")
     expired = dict(valid, expires="2020-01-01")
