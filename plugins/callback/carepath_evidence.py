@@ -245,7 +245,9 @@ class CallbackModule(CallbackBase):
             self._display.warning(f"carepath: {warning}")
         if outcome["signed"]:
             self._display.display(f"carepath: evidence {where} (signed, ledger {os.path.relpath(outcome['ledger'])})")
-        elif not self._recorder.warnings:
+        elif self._recorder.key_problem:
+            self._display.warning(f"carepath: evidence {where} is NOT signed: {self._recorder.key_problem}")
+        else:
             self._display.warning(
                 f"carepath: evidence {where} is NOT signed: no key at {self.get_option('signing_key')}; "
                 "create one with `carepath evidence keygen` (or set CAREPATH_EVIDENCE_KEY)")

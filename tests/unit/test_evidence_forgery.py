@@ -254,3 +254,17 @@ def test_a_run_refused_by_the_gates_lookup_is_sealed_as_refused(tmp_path: Path, 
     assert [e["type"] for e in events] == ["run_start", "run_gate", "run_end"]
     assert evidence.verify_bundle(bundle, [evidence.load_public_key(key.with_suffix(".pub"))]).ok
 
+
+
+def test_a_witness_that_cannot_be_reached_is_said_not_silently_dropped(tmp_path: Path, key: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("carepath.evidence.witness.SYSLOG_SOCKET", str(tmp_path / "no-such-socket"))
+    recorder = Recorder(evidence_dir=tmp_path / "ev", site="site1", playbook=str(ROOT / "playbooks" / "site.yml"),
+                        signing_key=key, witness="syslog")
+    recorder.start(check_mode=False, limit=None, tags=[], inventory=[])
+    outcome = recorder.finish("successful", {"web1": OK})
+    assert outcome["signed"] is True  # the evidence itself is complete...
+    assert recorder.warnings == [  # ...and the run says, once, that its witness got nothing
+        f"the ledger witness (syslog) did not take the entry: this controller has no syslog socket "
+        f"({tmp_path / 'no-such-socket'}); run a syslog daemon that forwards to the site's collector, or set "
+        "CAREPATH_EVIDENCE_WITNESS=file:PATH (or none)"]

@@ -183,6 +183,7 @@ class Recorder:
         self.aborted: list[str] = []
         self.unbound: list[str] = []
         self.warnings: list[str] = []
+        self.key_problem: str | None = None
         self._key: Ed25519PrivateKey | None = None
         self._opening: str | None = None
         self._finished = False
@@ -195,7 +196,7 @@ class Recorder:
             try:
                 self._key = load_private_key(Path(self.signing_key))
             except CarepathError as exc:  # the policy gate refuses the run; the evidence says why it is unsigned
-                self.warnings.append(str(exc))
+                self.key_problem = str(exc).replace("\n  hint:", ";")
         self.aborted = self.seal_aborted()
         self.bundle_dir.mkdir(parents=True, exist_ok=False, mode=0o750)
         self._writer = EventWriter(self.bundle_dir / bundle.EVENTS_FILE, flush=True)
@@ -310,7 +311,9 @@ class Recorder:
         try:
             witness.send(self.witness, line)
         except CarepathError as exc:
-            self.warnings.append(f"the ledger witness did not take the entry: {exc}")
+            warning = f"the ledger witness ({self.witness}) did not take the entry: {exc}".replace("\n  hint:", ";")
+            if warning not in self.warnings:
+                self.warnings.append(warning)
 
     def seal_aborted(self) -> list[str]:
         """Sign and list the site's earlier bundles that were never sealed (killed runs) as aborted.

@@ -29,6 +29,7 @@ from carepath.evidence.chain import sha256_hex, split_lines
 from carepath.evidence.report import Finding
 
 TAG = "carepath-ledger"
+SYSLOG_SOCKET = "/dev/log"
 _ENTRY = re.compile(rf"{TAG}(?:\[\d+\])?: site=(?P<site>[A-Za-z0-9._-]+) seq=(?P<seq>\d+) "
                     r"entry=(?P<entry>[0-9a-f]{64}) bundle=(?P<bundle>[A-Za-z0-9._-]+)")
 _OPENED = re.compile(rf"{TAG}(?:\[\d+\])?: site=(?P<site>[A-Za-z0-9._-]+) opened=(?P<run>[A-Za-z0-9._-]+)")
@@ -47,6 +48,10 @@ def send(target: str, message: str) -> None:
     if target in ("", "none"):
         return
     if target == "syslog":
+        if not Path(SYSLOG_SOCKET).exists():  # glibc would drop the line without a word
+            raise CarepathError(f"this controller has no syslog socket ({SYSLOG_SOCKET})",
+                                hint="run a syslog daemon that forwards to the site's collector, or set "
+                                "CAREPATH_EVIDENCE_WITNESS=file:PATH (or none)")
         syslog.openlog(TAG, 0, syslog.LOG_AUTHPRIV)
         syslog.syslog(syslog.LOG_NOTICE, message)
         syslog.closelog()
