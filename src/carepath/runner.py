@@ -96,8 +96,23 @@ def resolve_inventory(project: Project, inventory: Path | None) -> Path:
 
 
 def validate_inventory(project: Project, inventory: Path, limit: str | None) -> list[str]:
-    """Parse the inventory the way Ansible will, before any host is contacted; return its hosts."""
-    env = {**os.environ, **_ansible_env(project), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True"}
+    """Parse the inventory the way Ansible will, before any host is contacted; return its hosts.
+
+    A ``--limit`` is refused unless Ansible would use every part of it: Ansible drops what it
+    cannot split, ignores a part that matches nothing (only a warning) and reads ``~`` alone as
+    "every host", so a typo could widen the run to the whole site.
+    """
+    if limit is not None:
+        problems = limit_problems(limit)
+        if problems:
+            raise CarepathError(
+                f"--limit {limit!r} is not a host pattern Ansible can use whole: " + "; ".join(problems),
+                hint="Ansible would ignore the bad part and could run on more hosts than meant; patterns are "
+                     "names, globs (web*), ~regex, group[N] or group[N:M], joined with ',' and prefixed & or !",
+            )
+    env = {**os.environ, **_ansible_env(project), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+           # A --limit part matching no host or group is an error, not a warning Ansible then ignores.
+           "ANSIBLE_HOST_PATTERN_MISMATCH": "error"}
     argv = [_bin("ansible-inventory"), "-i", str(inventory), "--list"]
     if limit:
         argv += ["--limit", limit]
@@ -107,12 +122,103 @@ def validate_inventory(project: Project, inventory: Path, limit: str | None) -> 
                           stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         detail = " ".join(proc.stderr.split())[-600:]
+        unmatched = _UNMATCHED.search(detail)
+        if limit and unmatched:
+            raise CarepathError(
+                f"inventory {inventory} has no hosts matching --limit {limit!r}: the part {unmatched.group(1)!r} "
+                "matches no host or group", hint="fix or remove that part; Ansible would ignore it and run on the rest")
         raise CarepathError(f"inventory {inventory} is not valid: {detail}")
     hosts = sorted(_hosts_in(json.loads(proc.stdout)))
     if not hosts:
         where = f" matching --limit {limit!r}" if limit else ""
         raise CarepathError(f"inventory {inventory} has no hosts{where}")
     return hosts
+
+
+#: Ansible's message for a --limit part that matches nothing (an error with HOST_PATTERN_MISMATCH=error).
+_UNMATCHED = re.compile(r"Could not match supplied host pattern, ignoring: (\S+)")
+
+#: ansible.inventory.manager.PATTERN_WITH_SUBSCRIPT (ansible-core 2.19): ``pattern[N]``, ``[N:M]``, ``[N:]``, ``[N-M]``.
+_SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
+
+#: ansible.inventory.manager.split_host_pattern's fallback: the runs of text it keeps from a pattern without commas.
+_PATTERN_TOKEN = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
+
+
+def limit_problems(limit: str) -> list[str]:
+    """What Ansible (ansible-core 2.19) would drop, ignore or fail on in ``limit``, each part named.
+
+    Mirrors ``InventoryManager.subset`` and ``split_host_pattern``: parts are split on commas, or
+    (without commas, when the whole is not one address) taken as runs of text between ':' and
+    whitespace, silently dropping what does not fit, such as an unclosed '['.
+    """
+    parts, dropped = _split_limit(limit)
+    kept = ", ".join(repr(p) for p in parts) or "nothing"
+    problems = [f"{text!r} is not part of any pattern (an unbalanced bracket?); Ansible would drop it and keep {kept}"
+                for text in dropped]
+    if not parts:
+        problems.append("it names no host pattern")
+    for part in parts:
+        problem = _pattern_problem(part)
+        if problem:
+            problems.append(f"{part!r}: {problem}")
+    return problems
+
+
+def _split_limit(limit: str) -> tuple[list[str], list[str]]:
+    """The parts Ansible makes of ``limit``, and the text it would silently drop."""
+    from ansible.parsing.utils.addresses import parse_address  # late: only a --limit needs it
+
+    if "," in limit:
+        return [p.strip() for p in limit.split(",") if p.strip()], []
+    try:
+        parse_address(limit, allow_ranges=True)
+    except Exception:  # noqa: BLE001 - Ansible's own test: any failure means "not one address"
+        parts = [p.strip() for p in _PATTERN_TOKEN.findall(limit) if p.strip()]
+        dropped = [t for t in re.split(r"[\s:]+", _PATTERN_TOKEN.sub(" ", limit)) if t]
+        return parts, dropped
+    return [limit.strip()] if limit.strip() else [], []
+
+
+def _pattern_problem(part: str) -> str | None:
+    """Why Ansible would ignore or fail on one limit part (None: it is used as written)."""
+    if part.startswith("@"):
+        return None  # a file of patterns: ansible-inventory reads it and reports what is wrong
+    body = part[1:] if part[0] in "&!" else part
+    if not body:
+        return f"{part[0]!r} needs a pattern after it"
+    if body[0] == "~":
+        if not body[1:]:
+            return "'~' needs a regular expression after it; alone it matches every host"
+        try:
+            re.compile(body[1:])
+        except re.error as exc:
+            return f"the regular expression {body[1:]!r} is not valid ({exc})"
+        return None
+    match = _SUBSCRIPT.match(body)
+    if match:
+        start, end = match.group(3), match.group(5)
+        if start and end and int(end) < int(start):
+            return f"the range [{start}{match.group(4)}{end}] ends before it starts"
+        body = match.group(1)
+    elif body.endswith("]") and ":" in body[body.rfind("["):]:
+        return "not a valid range: use [N], [N:M] or [N:] with whole numbers from 0"
+    return _bracket_problem(body)
+
+
+def _bracket_problem(glob: str) -> str | None:
+    """Unbalanced or nested brackets in a glob: Ansible would take them literally and match nothing."""
+    inside = False
+    for char in glob:
+        if char == "[":
+            if inside:
+                return "a '[' inside brackets; brackets do not nest"
+            inside = True
+        elif char == "]":
+            if not inside:
+                return "a ']' without its '['"
+            inside = False
+    return "a '[' without its ']'" if inside else None
 
 
 def _hosts_in(data: dict[str, dict[str, list[str]]]) -> set[str]:
