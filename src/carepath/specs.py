@@ -26,6 +26,9 @@ import yaml
 
 from carepath.errors import CarepathError
 
+#: libyaml's safe loader when there is one: the gate loads every spec once per host's worker process.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 #: Spec types whose value the role uses as given, so it must already be of that type.
 _CONTAINERS = {"list": (list, tuple), "dict": (dict, Mapping)}
 
@@ -39,7 +42,7 @@ def load_specs(roles_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
     specs: dict[str, dict[str, dict[str, Any]]] = {}
     for path in sorted(Path(roles_dir).glob("*/meta/argument_specs.yml")):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}  # noqa: S506 - a safe loader
         except (OSError, yaml.YAMLError) as exc:
             raise CarepathError(f"cannot read the argument specs {path}: {exc}") from None
         options: dict[str, dict[str, Any]] = {}
