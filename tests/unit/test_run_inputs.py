@@ -179,3 +179,16 @@ def test_the_unknown_name_suggests_the_closest_options() -> None:
 def test_names_without_a_role_prefix_are_left_alone() -> None:
     assert specs.problems({"carepath_change_ticket": 5, "app_password_hint": [1], "firewall": "x"},
                           specs.load_specs(ROOT / "roles")) == []
+
+
+def test_extra_vars_from_a_file_and_templates_are_judged_as_the_role_receives_them(site: dict[str, Path]) -> None:
+    extra = site["tmp"] / "extra.yml"
+    extra.write_text('ssh_hardening_max_sessions: "{{ 2 + 2 }}"\nfirewall_allow_ping: nah\n')
+    rc, out = playbook(site, "-e", f"@{extra}", "-e", "ssh_hardening_port={{ 2000 + 22 }}")
+    message = _message(out)
+    assert rc != 0
+    assert "The policy gate refuses the extra variables; no host has been touched: -e firewall_allow_ping: argument " \
+           "'firewall_allow_ping' is of type str and we were unable to convert to bool: The value 'nah' is not a " \
+           "valid boolean." in message
+    assert "-e ssh_hardening_max_sessions" not in message and "-e ssh_hardening_port" not in message
+    assert touched(site) == []
