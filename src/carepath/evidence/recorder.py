@@ -243,7 +243,9 @@ class Recorder:
             # The diff itself can hold rendered secrets or data: only its digest is kept.
             data["diff_sha256"] = hashlib.sha256(canonical_bytes(_plain(result["diff"]))).hexdigest()
         if status in ("failed", "unreachable"):
-            data["msg"] = "(hidden by no_log)" if no_log else self.redactor.text(str(result.get("msg", "")))[:2000]
+            # The playbook's own words (fail, assert) redacted; a module's message only classified
+            # with its redacted first line: it may quote what the module read on the host.
+            data["msg"] = "(hidden by no_log)" if no_log else self.redactor.failure_message(action, result)
         reports = result.get("carepath_controls")
         if isinstance(reports, list) and not no_log:
             data["controls"] = [{"id": str(r.get("id")), "status": str(r.get("status")),
