@@ -159,11 +159,21 @@ class CallbackModule(CallbackBase):
                 value = manager.extra_vars.get(name)
                 if value not in (None, ""):
                     self._recorder.run.setdefault("operator", {})[name] = str(value)
+            # Every secret of the play, known before its first task: extra vars named like secrets,
+            # then each host's variables (vault values, connection and become passwords).
+            self._collect_secrets(manager.extra_vars, names=True)
             hosts = manager._inventory.get_hosts(play.hosts)
             for host in hosts[:500]:
                 self._collect_secrets(manager.get_vars(play=play, host=host, include_hostvars=False))
         except Exception as exc:  # noqa: BLE001 - evidence must not stop a run; say so instead
             self._display.warning(f"carepath evidence: could not read variables for redaction: {exc}")
+        # Under `carepath run`: hand them over now, before any task result is printed, and have
+        # ansible-runner's display callback scrub each event before it writes it to disk.
+        from carepath.evidence.artifacts import redact_runner_partials
+
+        redactor = self._recorder.redactor
+        send_secrets(redactor.secrets, patterns=redactor.extra_patterns)
+        redact_runner_partials(redactor)
 
     def _record_gate(self, play):
         """At the first play: the gate's decision and every launch option, before any task result."""
@@ -178,20 +188,53 @@ class CallbackModule(CallbackBase):
                                  operator_key=self.get_option("signing_key"))
         self._recorder.record_gate(self._gate, gate.launch_record(args, extra_vars.keys()))
 
-    def _collect_secrets(self, value, depth=0):
-        if depth > 20:
-            return
-        if EncryptedString is not None and isinstance(value, EncryptedString):
-            self._recorder.redactor.add_secret(str(value))
-        elif isinstance(value, str):
-            if VaultedValue is not None and VaultedValue.is_tagged_on(value):
-                self._recorder.redactor.add_secret(str(value))
-        elif isinstance(value, dict):
-            for item in value.values():
-                self._collect_secrets(item, depth + 1)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                self._collect_secrets(item, depth + 1)
+    def _collect_secrets(self, variables, names=False):
+        """Add the secrets among ``variables`` to the redactor.
+
+        Inline vault values (tagged by Ansible), values read from a whole-file vault (ansible-core
+        2.19 does not tag them: their origin is a file that starts with ``$ANSIBLE_VAULT``),
+        connection and become passwords and, with ``names`` (extra vars), every variable whose
+        name looks secret.
+        """
+        from carepath.evidence.redact import named_secrets
+
+        try:
+            from ansible._internal._datatag._tags import Origin
+        except ImportError:  # pragma: no cover - older ansible-core: no origins, no whole-file vault values
+            Origin = None
+        redactor = self._recorder.redactor
+        vault_files = self.__dict__.setdefault("_vault_files", {})
+
+        def from_vault_file(value):
+            path = getattr(Origin.get_tag(value), "path", None) if Origin is not None else None
+            if not path:
+                return False
+            if path not in vault_files:
+                try:
+                    with open(path, "rb") as handle:
+                        vault_files[path] = handle.read(14) == b"$ANSIBLE_VAULT"
+                except OSError:
+                    vault_files[path] = False
+            return vault_files[path]
+
+        def walk(value, depth):
+            if depth > 20:
+                return
+            if EncryptedString is not None and isinstance(value, EncryptedString):
+                redactor.add_secret(str(value))
+            elif isinstance(value, str):
+                if (VaultedValue is not None and VaultedValue.is_tagged_on(value)) or from_vault_file(value):
+                    redactor.add_secret(str(value))
+            elif isinstance(value, dict):
+                for item in value.values():
+                    walk(item, depth + 1)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    walk(item, depth + 1)
+
+        if hasattr(variables, "items"):
+            redactor.add_secrets(named_secrets(variables, connection_only=not names))
+        walk(variables, 0)
 
     # --- results --------------------------------------------------------------------------------------
 
@@ -237,9 +280,10 @@ class CallbackModule(CallbackBase):
         failed = self._failed or any(s["failures"] or s["unreachable"] for s in per_host.values())
         refused = self._refused or (self._gate is not None and not self._gate.accepted)
         status = "refused" if refused else "failed" if failed else "successful"
-        outcome = self._recorder.finish(status, per_host)
-        # Under `carepath run`, which redacts ansible-runner's artifacts with these values too.
+        # Under `carepath run`, which redacts ansible-runner's artifacts with these values too: sent
+        # before the bundle is sealed, so that the channel is fed whatever happens to signing.
         send_secrets(self._recorder.redactor.secrets, patterns=self._recorder.redactor.extra_patterns)
+        outcome = self._recorder.finish(status, per_host)
         where = os.path.relpath(outcome["bundle"])
         for warning in self._recorder.warnings:
             self._display.warning(f"carepath: {warning}")

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from carepath.errors import CarepathError
-from carepath.evidence.artifacts import SecretsChannel, redact_runner_artifacts
+from carepath.evidence.artifacts import (
+    RedactedCommand,
+    RedactedStdout,
+    SecretsChannel,
+    redact_runner_artifacts,
+    scrub_event,
+)
 from carepath.evidence.redact import Redactor
 from carepath.project import Project
 
@@ -250,8 +261,65 @@ def cmdline(request: RunRequest) -> list[str]:
     return args
 
 
+class RunStopped(CarepathError):
+    """``carepath run`` was stopped by a signal; ansible-playbook and what it started are stopped too."""
+
+    def __init__(self, run_id: str, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"run {run_id} stopped by {name}; ansible-playbook and its children are stopped")
+        self.exit_code = 128 + signum
+
+
+def request_secrets(request: RunRequest) -> list[str]:
+    """The secrets ``carepath run`` knows before ansible-playbook starts: from the command line.
+
+    Values of extra vars whose names look secret (``*password*``, ``*token*``, ``*secret*``,
+    ``*key*``...) or are connection and become passwords, and the vault password when it is a
+    plain file (a script's output is not read here).
+    """
+    from carepath.evidence.redact import named_secrets
+
+    found: list[str] = []
+    for extra in request.extra_vars:
+        found += named_secrets(_parse_extra_vars(extra))
+    path = request.vault_password_file
+    if path and path.is_file() and not os.access(path, os.X_OK):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            found.append(path.read_text(encoding="utf-8").strip())
+    return found
+
+
+def _parse_extra_vars(extra: str) -> dict[str, Any]:
+    """An ``-e`` value as Ansible reads it: ``@file``, YAML/JSON, or ``key=value`` pairs."""
+    import yaml
+
+    text = extra.strip()
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return {}
+    elif not text.startswith(("{", "[", "---")):
+        from ansible.parsing.splitter import parse_kv
+
+        try:
+            return dict(parse_kv(text))
+        except Exception:  # noqa: BLE001 - Ansible refuses it too; nothing to learn from it here
+            return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def run(project: Project, request: RunRequest) -> RunResult:
-    """Run ``request`` through ansible-runner; print Ansible's usual progress; keep the artifacts."""
+    """Run ``request`` through ansible-runner; print Ansible's usual progress; keep the artifacts.
+
+    Nothing unredacted is written to disk (see :mod:`carepath.evidence.artifacts`). SIGINT and
+    SIGTERM stop ansible-playbook and everything it started (:class:`ProcessStopper`), the
+    artifacts are finished as at a normal end, and :class:`RunStopped` says so.
+    """
     playbook = resolve_playbook(project, request.playbook)
     inventory = resolve_inventory(project, request.inventory)
     validate_inventory(project, inventory, request.limit)
@@ -260,15 +328,34 @@ def run(project: Project, request: RunRequest) -> RunResult:
     private_data_dir.mkdir(parents=True, mode=0o700)
     shown = playbook.relative_to(project.root) if playbook.is_relative_to(project.root) else playbook
     print(f"carepath: run {run_id}: {shown} on {inventory}", file=sys.stderr, flush=True)
-    channel = SecretsChannel(private_data_dir)
-    try:
-        result = _run_runner(project, request, playbook, inventory, run_id, private_data_dir, channel.env)
-    finally:
-        found = channel.close()
-    redactor = Redactor(extra_patterns=channel.patterns)
+    mrn = os.environ.get("CAREPATH_MRN_PATTERN")
+    redactor = Redactor(extra_patterns={"site_mrn": mrn} if mrn else None)
     redactor.add_environment()
-    redactor.add_secrets(found)
-    redact_runner_artifacts(Path(result.config.artifact_dir), redactor)
+    redactor.add_secrets(request_secrets(request))
+    artifact_dir = private_data_dir / "artifacts" / run_id
+    channel = SecretsChannel(private_data_dir, redactor)
+    command = RedactedCommand(artifact_dir, redactor)
+    stdout = RedactedStdout(artifact_dir / "stdout")
+
+    def on_event(event: dict[str, Any]) -> bool:
+        channel.drain()  # the callback sends a play's secrets before the play's first event
+        scrub_event(event, redactor)
+        stdout.write(event)
+        return True
+
+    stopper = ProcessStopper()
+    with stopper.handling_signals():
+        try:
+            result = _run_runner(project, request, playbook, inventory, run_id, private_data_dir, channel.env,
+                                 event_handler=on_event, cancel_callback=stopper.poll)
+        finally:
+            stopper.finish()
+            command.close()
+            stdout.close()
+            channel.close()
+        redact_runner_artifacts(artifact_dir, redactor)  # a last pass, with every secret sent at the end
+    if stopper.signum is not None:
+        raise RunStopped(run_id, stopper.signum)
     stats = result.stats or {}
     return RunResult(
         run_id=run_id,
@@ -277,6 +364,139 @@ def run(project: Project, request: RunRequest) -> RunResult:
         artifact_dir=Path(result.config.artifact_dir),
         stats={k: v for k, v in stats.items() if isinstance(v, dict)},
     )
+
+
+@dataclass(frozen=True)
+class _Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    start: int
+
+
+def _processes() -> dict[int, _Proc]:
+    """Every process on the machine, from /proc (Linux): parent, process group, session, start time."""
+    found: dict[int, _Proc] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after "pid (comm)": state ppid pgrp session ... starttime is field 22 of the whole line
+        proc = _Proc(int(entry.name), int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+        found[proc.pid] = proc
+    return found
+
+
+class ProcessStopper:
+    """Stops ansible-playbook and every process it started when carepath gets SIGINT or SIGTERM.
+
+    ansible-runner starts ansible-playbook in a session of its own (pexpect), so a Ctrl-C at the
+    terminal never reaches it, and ansible-playbook's workers each start a session of their own
+    too (``setsid``), so its process group is not all of it. The process tree under
+    ansible-playbook is read from /proc at every poll (ansible-runner's ``cancel_callback``, each
+    second at most), with the process groups and sessions of its members: an orphan keeps them.
+    On a signal: SIGINT to ansible-playbook's process group (Ansible stops and its callbacks
+    finish: the evidence bundle is sealed as aborted), SIGTERM to every process of the tree, its
+    groups and sessions after :attr:`GRACE_INT` seconds, SIGKILL after :attr:`GRACE_TERM` more;
+    what ansible-playbook leaves behind when it exits is stopped the same way.
+    """
+
+    GRACE_INT = 5.0
+    GRACE_TERM = 3.0
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._since = 0.0
+        self._root: _Proc | None = None
+        self._known: dict[int, _Proc] = {}
+        self._sent: set[int] = set()
+
+    @contextlib.contextmanager
+    def handling_signals(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal handler signature
+        if self.signum is None:
+            self.signum, self._since = signum, time.monotonic()
+        else:  # asked twice: no more grace
+            self._since = min(self._since, time.monotonic() - self.GRACE_INT - self.GRACE_TERM)
+        self.poll()
+
+    def _track(self) -> dict[int, _Proc]:
+        procs = _processes()
+        me = os.getpid()
+        if self._root is None or self._root.pid not in procs:
+            # ansible-runner's child: the only child of carepath leading a session of its own
+            leaders = [p for p in procs.values() if p.ppid == me and p.sid == p.pid]
+            if leaders and self._root is None:
+                self._root = leaders[0]
+        if self._root is not None:
+            stack = [self._root.pid]
+            while stack:
+                pid = stack.pop()
+                if pid in procs and (pid not in self._known or self._known[pid].start == procs[pid].start):
+                    self._known[pid] = procs[pid]
+                    stack += [p.pid for p in procs.values() if p.ppid == pid]
+        return procs
+
+    def _members(self, procs: dict[int, _Proc]) -> list[_Proc]:
+        """The live processes of the tree, and of its process groups and sessions; never carepath's own."""
+        own = _Proc(os.getpid(), 0, os.getpgrp(), os.getsid(0), 0)
+        groups = {p.pgid for p in self._known.values()} - {own.pgid}
+        sessions = {p.sid for p in self._known.values()} - {own.sid}
+        return [p for p in procs.values()
+                if p.pid != own.pid and p.pgid != own.pgid and p.sid != own.sid
+                and ((p.pid in self._known and self._known[p.pid].start == p.start)
+                     or p.pgid in groups or p.sid in sessions)]
+
+    def _kill(self, members: list[_Proc], signum: int) -> None:
+        for proc in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, signum)
+
+    def poll(self) -> bool:
+        """ansible-runner's cancel callback: follow the tree, escalate when stopping; never cancels itself."""
+        procs = self._track()
+        if self.signum is None or self._root is None:
+            return False
+        waited = time.monotonic() - self._since
+        if signal.SIGINT not in self._sent:
+            self._sent.add(signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._root.pgid, signal.SIGINT)
+        elif waited > self.GRACE_INT + self.GRACE_TERM:
+            self._sent.add(signal.SIGKILL)
+            self._kill(self._members(procs), signal.SIGKILL)
+        elif waited > self.GRACE_INT and signal.SIGTERM not in self._sent:
+            self._sent.add(signal.SIGTERM)
+            self._kill(self._members(procs), signal.SIGTERM)
+        return False
+
+    def finish(self, wait: float = 2.0) -> None:
+        """After ansible-playbook exited: stop what it left running (only when carepath was stopped)."""
+        if self.signum is None:
+            return
+        members = self._members(self._track())
+        if members:
+            self._kill(members, signal.SIGTERM)
+            deadline = time.monotonic() + wait
+            while members and time.monotonic() < deadline:
+                time.sleep(0.1)
+                members = self._members(_processes())
+            self._kill(members, signal.SIGKILL)
 
 
 def _change_env(request: RunRequest) -> dict[str, str]:
@@ -289,7 +509,9 @@ def _change_env(request: RunRequest) -> dict[str, str]:
 
 
 def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory: Path, run_id: str,
-                private_data_dir: Path, extra_env: dict[str, str]) -> Any:
+                private_data_dir: Path, extra_env: dict[str, str], *,
+                event_handler: Callable[[dict[str, Any]], bool] | None = None,
+                cancel_callback: Callable[[], bool] | None = None) -> Any:
     import ansible_runner  # imported late: it is slow to import and not needed for errors
 
     return ansible_runner.run(
@@ -308,4 +530,10 @@ def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory
         suppress_env_files=True,
         fact_cache_type="",
         quiet=request.quiet,
+        # Every event goes through event_handler (redaction) before it is written; ansible-runner's
+        # own stdout file would be written raw, so carepath writes it from the redacted events.
+        event_handler=event_handler,
+        # Called each second at most while ansible-playbook runs: follows its processes, stops them.
+        cancel_callback=cancel_callback if cancel_callback is not None else (lambda: False),
+        settings={"suppress_output_file": True, "pexpect_timeout": 1},
     )
