@@ -255,3 +255,15 @@ def test_a_stopped_or_killed_run_writes_no_canary_even_while_it_runs(work: Path,
         _stop_leftovers(str(work / "canaries.yml"))
         _stop_leftovers(f"sleep {pause}")
     assert leaks(private, work / f"evidence-{name}") == []
+
+
+def test_an_unusable_signing_key_still_feeds_the_secrets_channel(work: Path) -> None:
+    """A key of mode 0640 used to leave the run unsigned and the channel never fed, so more leaked."""
+    key = work / "loose" / "evidence.key"
+    evidence.generate_keypair(key, key.with_suffix(".pub"))
+    key.chmod(0o640)
+    run_env = {**env(work, "loose"), "CAREPATH_EVIDENCE_KEY": str(key)}
+    proc = subprocess.run(carepath_argv(work), capture_output=True, text=True, env=run_env, cwd=ROOT, check=False)
+    (private,) = (work / "state-loose" / "runs").iterdir()
+    assert "Canaries" in (private / "artifacts" / private.name / "stdout").read_text(), proc.stderr[-2000:]
+    assert leaks(private, work / "evidence-loose") == []
