@@ -398,8 +398,9 @@ class ProcessStopper:
     ansible-runner starts ansible-playbook in a session of its own (pexpect), so a Ctrl-C at the
     terminal never reaches it, and ansible-playbook's workers each start a session of their own
     too (``setsid``), so its process group is not all of it. The process tree under
-    ansible-playbook is read from /proc at every poll (ansible-runner's ``cancel_callback``, each
-    second at most), with the process groups and sessions of its members: an orphan keeps them.
+    ansible-playbook is read from /proc as it runs (ansible-runner's ``cancel_callback``, called on
+    output and each second without; read twice a second at most), with the process groups and
+    sessions of its members: an orphan keeps them when its parent is gone.
     On a signal: SIGINT to ansible-playbook's process group (Ansible stops and its callbacks
     finish: the evidence bundle is sealed as aborted), SIGTERM to every process of the tree, its
     groups and sessions after :attr:`GRACE_INT` seconds, SIGKILL after :attr:`GRACE_TERM` more;
@@ -408,10 +409,12 @@ class ProcessStopper:
 
     GRACE_INT = 5.0
     GRACE_TERM = 3.0
+    SCAN_INTERVAL = 0.5
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._since = 0.0
+        self._last_scan = -1.0
         self._root: _Proc | None = None
         self._known: dict[int, _Proc] = {}
         self._sent: set[int] = set()
@@ -435,21 +438,27 @@ class ProcessStopper:
             self._since = min(self._since, time.monotonic() - self.GRACE_INT - self.GRACE_TERM)
         self.poll()
 
-    def _track(self) -> dict[int, _Proc]:
+    def _track(self, force: bool = False) -> dict[int, _Proc] | None:
+        """Read the process tree (at most twice a second unless ``force``); None when not read."""
+        now = time.monotonic()
+        if not force and now - self._last_scan < self.SCAN_INTERVAL:
+            return None
+        self._last_scan = now
         procs = _processes()
-        me = os.getpid()
-        if self._root is None or self._root.pid not in procs:
-            # ansible-runner's child: the only child of carepath leading a session of its own
-            leaders = [p for p in procs.values() if p.ppid == me and p.sid == p.pid]
-            if leaders and self._root is None:
-                self._root = leaders[0]
+        if self._root is None:
+            # ansible-runner's child: the child of carepath leading a session of its own
+            me = os.getpid()
+            self._root = next((p for p in procs.values() if p.ppid == me and p.sid == p.pid), None)
         if self._root is not None:
+            children: dict[int, list[int]] = {}
+            for proc in procs.values():
+                children.setdefault(proc.ppid, []).append(proc.pid)
             stack = [self._root.pid]
             while stack:
                 pid = stack.pop()
                 if pid in procs and (pid not in self._known or self._known[pid].start == procs[pid].start):
                     self._known[pid] = procs[pid]
-                    stack += [p.pid for p in procs.values() if p.ppid == pid]
+                    stack += children.get(pid, [])
         return procs
 
     def _members(self, procs: dict[int, _Proc]) -> list[_Proc]:
@@ -469,8 +478,8 @@ class ProcessStopper:
 
     def poll(self) -> bool:
         """ansible-runner's cancel callback: follow the tree, escalate when stopping; never cancels itself."""
-        procs = self._track()
-        if self.signum is None or self._root is None:
+        procs = self._track(force=self.signum is not None)
+        if procs is None or self.signum is None or self._root is None:
             return False
         waited = time.monotonic() - self._since
         if signal.SIGINT not in self._sent:
@@ -489,7 +498,7 @@ class ProcessStopper:
         """After ansible-playbook exited: stop what it left running (only when carepath was stopped)."""
         if self.signum is None:
             return
-        members = self._members(self._track())
+        members = self._members(self._track(force=True) or {})
         if members:
             self._kill(members, signal.SIGTERM)
             deadline = time.monotonic() + wait

@@ -90,7 +90,7 @@ def variants(secret: str) -> set[str]:
     ``user:secret``), hashes (not reversible) and encryption.
     """
     raw = secret.encode("utf-8")
-    return {secret, quote(secret, safe=""), quote_plus(secret), raw.hex(), json.dumps(secret)[1:-1]}
+    return {secret, quote(secret), quote(secret, safe=""), quote_plus(secret), raw.hex(), json.dumps(secret)[1:-1]}
 
 
 def base64_variants(secret: str) -> set[str]:
@@ -169,15 +169,18 @@ class Redactor:
 
         A ``fail``/``assert`` message is the playbook's own words: kept, redacted, up to 1000
         characters. Any other message may quote what the module read or printed on the host
-        (file contents, command output, an HTTP body): only a fixed classification (from the
-        result's keys) and the redacted first line, up to 200 characters, are kept.
+        (file contents, command output, an HTTP body): only its redacted first line, up to 200
+        characters, is kept, after a fixed classification when the result's keys give one
+        (``command returned non-zero``, ``module failure``, ``host unreachable``).
         """
         msg = str(result.get("msg", "") or "")
         if str(action).rsplit(".", 1)[-1] in AUTHORED_MESSAGES and not result.get("module_stderr"):
             return self.text(msg)[:MAX_AUTHORED]
-        kind = next((label for key, label in FAILURE_CLASSES if result.get(key) not in (None, "", 0)), "task failed")
+        kind = next((label for key, label in FAILURE_CLASSES if result.get(key) not in (None, "", 0)), None)
         first = self.text(msg.strip().splitlines()[0] if msg.strip() else "")
         first = "".join(c if c.isprintable() else " " for c in first)[:MAX_FIRST_LINE]
+        if kind is None:  # nothing in the result to classify it by: the first line says what failed
+            return first or "task failed"
         return f"{kind}: {first}" if first else kind
 
     def data(self, value: Any) -> Any:
