@@ -22,10 +22,10 @@ from typing import Any
 from ansible.plugins.action import ActionBase
 
 try:
-    from carepath import checks, exceptions
+    from carepath import checks, exceptions, sitepolicy
 except ImportError:  # running from a checkout that is not pip-installed (e.g. AWX)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from carepath import checks, exceptions
+    from carepath import checks, exceptions, sitepolicy
 
 
 def selected(control: dict[str, Any], role: str, run_tags: list[str], skip_tags: list[str]) -> bool:
@@ -37,14 +37,14 @@ def selected(control: dict[str, Any], role: str, run_tags: list[str], skip_tags:
 
 
 def evaluate(control: dict[str, Any], observed: dict[str, Any], entries: list[Any],
-             in_container: bool) -> tuple[dict[str, Any], str | None]:
+             in_container: bool, max_days: int = exceptions.DEFAULT_MAX_DAYS) -> tuple[dict[str, Any], str | None]:
     """The report of one control, and an error if its exception is invalid."""
     ident = control["id"]
     report = {"id": ident, "title": control.get("title", ""), "status": "compliant", "problems": [],
               "exception": None}
     entry = exceptions.find(entries, ident)
     if entry is not None:
-        invalid = exceptions.problems([entry], [ident])
+        invalid = exceptions.problems([entry], [ident], max_days=max_days)
         if invalid:
             report["status"] = "failed"
             report["problems"] = invalid
@@ -81,11 +81,13 @@ class ActionModule(ActionBase):
         )
         run_tags = list(task_vars.get("ansible_run_tags") or ["all"])
         skip_tags = list(task_vars.get("ansible_skip_tags") or [])
+        # The same longest exception as the policy gate allowed (the site policy's).
+        max_days = sitepolicy.exception_max_days(task_vars.get("ansible_inventory_sources"))
         reports, errors = [], []
         for control in args["controls"]:
             if not selected(control, args["role"], run_tags, skip_tags):
                 continue
-            report, error = evaluate(control, args["observed"], args["exceptions"], args["container"])
+            report, error = evaluate(control, args["observed"], args["exceptions"], args["container"], max_days)
             reports.append(report)
             if error:
                 errors.append(error)

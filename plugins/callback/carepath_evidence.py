@@ -185,7 +185,8 @@ class CallbackModule(CallbackBase):
             extra_vars = {}
         args = context.CLIARGS
         self._gate = gate.decide([str(i) for i in (args.get("inventory") or [])], extra_vars=extra_vars,
-                                 operator_key=self.get_option("signing_key"))
+                                 operator_key=self.get_option("signing_key"), cliargs=args,
+                                 roles_dir=Path(__file__).resolve().parents[2] / "roles")
         self._recorder.record_gate(self._gate, gate.launch_record(args, extra_vars.keys()))
 
     def _collect_secrets(self, variables, names=False):

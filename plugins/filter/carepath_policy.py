@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from carepath import policy
+    from carepath import policy, sitepolicy
 except ImportError:  # running from a checkout that is not pip-installed (e.g. AWX)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from carepath import policy
+    from carepath import policy, sitepolicy
 
 from carepath import specs  # after the fallback above has put src/ on the path if needed
 
@@ -20,9 +20,13 @@ from carepath import specs  # after the fallback above has put src/ on the path 
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 
 
-def policy_problems(hostvars: Any) -> list[str]:
-    """Why the policy gate refuses this host's variables (empty: it may proceed)."""
-    return policy.host_problems(hostvars)
+def policy_problems(hostvars: Any, inventory_sources: Any = None) -> list[str]:
+    """Why the policy gate refuses this host's variables (empty: it may proceed).
+
+    ``inventory_sources`` (``ansible_inventory_sources``) locates the site policy, which sets the
+    longest an exception may run.
+    """
+    return policy.host_problems(hostvars, max_days=sitepolicy.exception_max_days(inventory_sources))
 
 
 def extra_var_problems(variables: Any = None) -> list[str]:

@@ -37,6 +37,8 @@ _raw:
   elements: str
 """
 
+from pathlib import Path
+
 from ansible import constants as C
 from ansible import context
 from ansible.errors import AnsibleError
@@ -46,6 +48,7 @@ from ansible.utils.vars import load_extra_vars
 
 from carepath import gate, sitepolicy
 
+ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 #: Listing and syntax checks touch no host: they need no decision.
 _NO_HOSTS = ("syntax", "listhosts", "listtasks", "listtags")
 
@@ -82,6 +85,9 @@ class LookupModule(LookupBase):
             [str(s) for s in context.CLIARGS.get("inventory") or ()],
             extra_vars=extra_vars,
             operator_key=evidence_key(variables),
+            # The hosts line also answers for the gate's other tasks (which report these themselves).
+            cliargs=context.CLIARGS if term != "problems" else None,
+            roles_dir=ROLES_DIR if term != "problems" else None,
             # For one host (the gate task): its values of the policy variables, to refuse an override.
             host_variables=[_policy_vars(variables)] if term == "problems" and variables else [],
         )

@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -36,7 +36,9 @@ from carepath.evidence.dsse import (
     sign_envelope,
     unverified_predicate,
 )
-from carepath.sitepolicy import SitePolicy
+
+if TYPE_CHECKING:  # only for annotations: sitepolicy reaches this module through carepath.evidence
+    from carepath.sitepolicy import SitePolicy
 
 PREDICATE_TYPE = "https://carepath.dev/change-approval/v1"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carepath import change, sitepolicy
+from carepath import change, sitepolicy, specs
 from carepath.errors import CarepathError
 from carepath.evidence.dsse import load_private_key
 
@@ -78,17 +78,49 @@ def key_problem(operator_key: str | None) -> str | None:
     return None
 
 
+#: Tags that would skip the gate's tasks when given to --skip-tags (the gate's tasks carry always and GATE_TAG).
+_SKIPPING_TAGS = ("always", "tagged", GATE_TAG)
+
+
+def launch_problems(cliargs: Mapping[str, Any]) -> list[str]:
+    """Launch options that would leave the gate's tasks out: refused, so the whole gate always runs."""
+    found = [f"--skip-tags {tag} would skip the policy gate's tasks, which always run"
+             for tag in _SKIPPING_TAGS if tag in {str(t) for t in cliargs.get("skip_tags") or ()}]
+    if cliargs.get("start_at_task"):
+        found.append("--start-at-task would skip the policy gate's tasks, which always run; run the playbook "
+                     "whole (its roles are idempotent), or limit it with --tags")
+    if cliargs.get("step"):
+        found.append("--step would let the policy gate's tasks be skipped, and they always run")
+    return found
+
+
+def extra_var_problems(extra_vars: Mapping[str, Any], roles_dir: Path | None) -> list[str]:
+    """Extra variables that do not fit the roles' argument specs (templates are judged by the gate's task)."""
+    if roles_dir is None:
+        return []
+    plain = {k: v for k, v in extra_vars.items() if not (isinstance(v, str) and ("{{" in v or "{%" in v))}
+    return specs.problems(plain, specs.load_specs(roles_dir))
+
+
 def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], operator_key: str | None,
            environ: Mapping[str, str] | None = None, host_variables: Iterable[Mapping[str, Any]] = (),
+           cliargs: Mapping[str, Any] | None = None, roles_dir: Path | None = None,
            now: dt.datetime | None = None) -> Decision:
-    """May this run touch its hosts? See the module docstring for who asks and why."""
+    """May this run touch its hosts? See the module docstring for who asks and why.
+
+    Besides change control, it refuses launch options that would skip the gate's tasks and extra
+    variables that do not fit the roles' specs: the per-host checks of the gate's play (exceptions,
+    weakened controls) then cannot be left out either.
+    """
     environ = os.environ if environ is None else environ
     ticket, approval_path = requested_change(extra_vars, environ)
     try:
         policy = sitepolicy.load(inventory_sources, environ)
     except CarepathError as exc:
-        return Decision(None, (f"the site policy cannot be read: {exc}",), ticket, approval_path)
-    problems: list[str] = sitepolicy.overrides(policy, {}, extra_vars.keys())
+        reason = str(exc).replace("\n  hint:", ";")
+        return Decision(None, (f"the site policy cannot be read: {reason}",), ticket, approval_path)
+    problems: list[str] = launch_problems(cliargs or {}) + extra_var_problems(extra_vars, roles_dir)
+    problems += sitepolicy.overrides(policy, {}, extra_vars.keys())
     for variables in host_variables:
         for problem in sitepolicy.overrides(policy, variables, extra_vars.keys()):
             if problem not in problems:

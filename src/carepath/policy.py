@@ -15,12 +15,12 @@ from carepath import checks, controls, exceptions, zones
 
 
 def host_problems(hostvars: Mapping[str, Any], catalog: list[controls.Control] | None = None,
-                  today: dt.date | None = None) -> list[str]:
+                  today: dt.date | None = None, max_days: int = exceptions.DEFAULT_MAX_DAYS) -> list[str]:
     """Everything the policy gate refuses for one host (empty: the host may be run against)."""
     catalog = catalog if catalog is not None else controls.load()
     entries = hostvars.get("carepath_exceptions")
-    # The site's own maximum (sitepolicy's carepath_exception_max_days) is wired in later; the default holds until then.
-    found = exceptions.problems(entries, [c.id for c in catalog], today, max_days=exceptions.DEFAULT_MAX_DAYS)
+    # max_days: the site's carepath_exception_max_days (carepath.sitepolicy), passed by the gate's filter.
+    found = exceptions.problems(entries, [c.id for c in catalog], today, max_days=max_days)
     excepted = {e.get("control") for e in entries or [] if isinstance(e, Mapping)} if not found else set()
     for control in catalog:
         if control.id in excepted:

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from carepath import exceptions
 from carepath.errors import CarepathError
 from carepath.evidence.canonical import canonical_bytes
 
@@ -39,7 +40,6 @@ POLICY_ENV = "CAREPATH_SITE_POLICY"
 SITE_ENV = "CAREPATH_SITE"
 #: The variables that make up a site's policy; none may be given as a run variable.
 POLICY_VARS = ("carepath_site", "carepath_protected", "carepath_change_approver_keys", "carepath_exception_max_days")
-DEFAULT_EXCEPTION_MAX_DAYS = 365
 _SUFFIXES = (".yml", ".yaml", ".json")
 
 
@@ -166,7 +166,7 @@ def load(sources: Sequence[str], environ: Mapping[str, str] | None = None) -> Si
         env_site = environ.get(SITE_ENV)
         # A protected site's name is part of what its approvals are checked against: only its files name it.
         site = env_site if env_site and not protected else inventory_name(sources)
-    max_days = declared.get("carepath_exception_max_days", DEFAULT_EXCEPTION_MAX_DAYS)
+    max_days = declared.get("carepath_exception_max_days", exceptions.DEFAULT_MAX_DAYS)
     if type(max_days) is not int or not 1 <= max_days <= 3650:
         raise CarepathError(f"{where.get('carepath_exception_max_days')}: carepath_exception_max_days must be "
                             f"a whole number of days from 1 to 3650, not {max_days!r}")
@@ -177,6 +177,15 @@ def load(sources: Sequence[str], environ: Mapping[str, str] | None = None) -> Si
                                              for p in files})).hexdigest()
     return SitePolicy(site=str(site), protected=protected, approver_keys=keys, exception_max_days=max_days,
                       files=tuple(str(p) for p in files), sha256=digest, declared=dict(declared))
+
+
+def exception_max_days(sources: Sequence[str] | None) -> int:
+    """The longest an exception may run at this site (the default where the policy cannot be read:
+    the gate's first task refuses such a run and says why)."""
+    try:
+        return load(list(sources or ())).exception_max_days
+    except CarepathError:
+        return exceptions.DEFAULT_MAX_DAYS
 
 
 def overrides(policy: SitePolicy, variables: Mapping[str, Any], extra_var_names: Iterable[str] = ()) -> list[str]:

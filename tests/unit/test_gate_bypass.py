@@ -208,3 +208,33 @@ def test_verify_with_the_sites_approver_keys_fails_a_run_without_an_approval(sit
                     "--json")
     assert proc.returncode == 1
     assert codes(proc) == ["policy.unprotected", "policy.approval"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--skip-tags", "always", "-e", "firewall_allow_ping=maybe"],
+         ["--skip-tags always would skip the policy gate's tasks",
+          "-e firewall_allow_ping: argument 'firewall_allow_ping' is of type str"]),
+        (["--skip-tags", "tagged"], ["--skip-tags tagged would skip the policy gate's tasks"]),
+        (["--start-at-task", "Reach the host"], ["--start-at-task would skip the policy gate's tasks"]),
+    ],
+    ids=["skip-always-bad-extra-var", "skip-tagged", "start-at-task"],
+)
+def test_launch_options_that_would_skip_the_gates_other_checks_are_refused_on_any_site(
+        site: dict[str, Path], args: list[str], expected: list[str]) -> None:
+    (site["inventory"] / "group_vars" / "all.yml").write_text("carepath_protected: false\n")  # not a change-control case
+    rc, out = playbook(site, *args)
+    assert rc != 0 and not site["marker"].exists()
+    for part in expected:
+        assert part in out, out[-3000:]
+
+
+def test_the_site_policy_sets_the_longest_an_exception_may_run(site: dict[str, Path]) -> None:
+    (site["inventory"] / "group_vars" / "all.yml").write_text("carepath_exception_max_days: 30\n")
+    expires = (dt.date.today() + dt.timedelta(days=60)).isoformat()
+    entry = {"control": "CP-SSH-12", "reason": "Vendor scanner validation window", "owner": "ops@hospital.example",
+             "expires": expires}
+    rc, out = playbook(site, "-e", json.dumps({"carepath_exceptions": [entry], "ssh_hardening_max_auth_tries": 6}))
+    assert rc != 0 and not site["marker"].exists()
+    assert f"expires {expires} is more than 30 days ahead; the site allows at most 30" in out, out[-2000:]
