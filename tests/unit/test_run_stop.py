@@ -7,6 +7,7 @@ Runs on the controller alone (connection local): the task sleeps, then writes a 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -78,5 +79,8 @@ def test_a_signal_stops_ansible_playbook_and_its_children(tmp_path: Path, signum
     assert proc.returncode == code, err[-2000:]
     assert f"stopped by {name}; ansible-playbook and its children are stopped" in err
     assert not marker.exists()
+    # ansible-playbook had its chance to stop on SIGINT: its evidence callback recorded the end of the run.
+    (run_json,) = (tmp_path / "evidence").rglob("run.json")
+    assert json.loads(run_json.read_text())["status"] not in ("successful", "failed")
     (private,) = (tmp_path / "state" / "runs").iterdir()
     assert not list(private.rglob("*.fifo")) and (private / "artifacts" / private.name / "command").is_file()
