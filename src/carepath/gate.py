@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,9 @@ TICKET_VAR, APPROVAL_VAR = "carepath_change_ticket", "carepath_change_approval"
 TICKET_ENV, APPROVAL_ENV = "CAREPATH_CHANGE_TICKET", "CAREPATH_CHANGE_APPROVAL"
 #: The tag every task of the gate carries, so evidence can tell the gate's own results from host work.
 GATE_TAG = "carepath_policy_gate"
+RUN_ID_ENV = "CAREPATH_RUN_ID"
+#: A run id names the run's evidence bundle (``carepath.evidence.bundle.NAME_RE``): no path, no ``..``.
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,16 @@ def extra_var_problems(extra_vars: Mapping[str, Any], roles_dir: Path | None) ->
     return specs.problems(plain, specs.load_specs(roles_dir))
 
 
+def run_id_problem(environ: Mapping[str, str]) -> str | None:
+    """Why ``CAREPATH_RUN_ID`` cannot name this run's evidence (None: it can, or it is not set)."""
+    run_id = environ.get(RUN_ID_ENV)
+    if run_id is None or RUN_ID.fullmatch(run_id):
+        return None
+    shown = run_id if len(run_id) <= 80 else run_id[:80] + "..."
+    return (f"{RUN_ID_ENV}={shown!r} is not a run id (letters, digits, . _ -; 1 to 128, starting with a letter or "
+            "digit): it names the run's evidence bundle; unset it, and the evidence callback names the run")
+
+
 def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], operator_key: str | None,
            environ: Mapping[str, str] | None = None, host_variables: Iterable[Mapping[str, Any]] = (),
            cliargs: Mapping[str, Any] | None = None, roles_dir: Path | None = None,
@@ -120,6 +134,9 @@ def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], o
         reason = str(exc).replace("\n  hint:", ";")
         return Decision(None, (f"the site policy cannot be read: {reason}",), ticket, approval_path)
     problems: list[str] = launch_problems(cliargs or {}) + extra_var_problems(extra_vars, roles_dir)
+    bad_run_id = run_id_problem(environ)
+    if bad_run_id:
+        problems.append(bad_run_id)
     problems += sitepolicy.overrides(policy, {}, extra_vars.keys())
     for variables in host_variables:
         for problem in sitepolicy.overrides(policy, variables, extra_vars.keys()):
