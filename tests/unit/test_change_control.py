@@ -96,6 +96,7 @@ def _inventory(tmp_path: Path, keys: dict[str, Path]) -> Path:
     (inventory / "hosts.ini").write_text(
         f"web1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     (inventory / "group_vars" / "all.yml").write_text(
+        "carepath_site: production\n"  # a protected site names itself
         f"carepath_protected: true\ncarepath_change_approver_keys: ['{keys['approver'].with_suffix('.pub')}']\n")
     return inventory
 
