@@ -84,6 +84,15 @@ except ImportError:  # pragma: no cover - older ansible-core
     EncryptedString = VaultedValue = None
 
 
+def _extra_vars(playbook):
+    """The run's extra variables, as its plays see them (empty if it has no play)."""
+    try:
+        plays = playbook.get_plays()
+        return dict(plays[0].get_variable_manager().extra_vars) if plays else {}
+    except Exception:  # noqa: BLE001 - the decision then sees no extra vars, and records them as such
+        return {}
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -106,8 +115,8 @@ class CallbackModule(CallbackBase):
         # The site (whose ledger lists this run) is the site policy's, never a run variable's.
         try:
             site = sitepolicy.load(inventory).site
-        except CarepathError:
-            site = sitepolicy.inventory_name(inventory)  # the gate refuses the run and says why
+        except CarepathError:  # the gate refuses the run and says why; it is filed apart from every site
+            site = sitepolicy.UNREADABLE_SITE
         mrn = self.get_option("mrn_pattern")
         redactor = Redactor(extra_patterns={"site_mrn": mrn} if mrn else None)
         redactor.add_environment()
@@ -120,9 +129,16 @@ class CallbackModule(CallbackBase):
             redactor=redactor,
             witness=self.get_option("witness") or "none",
         )
+        # The gate's decision and the launch options, recorded (and signed with the opening) before any
+        # play: a run refused by the hosts-line lookup, or killed at once, still carries them.
+        extra_vars = _extra_vars(playbook)
+        self._collect_secrets(extra_vars, names=True)  # the gate's reasons may quote an extra var's value
+        self._gate = gate.decide(inventory, extra_vars=extra_vars, operator_key=self.get_option("signing_key"),
+                                 cliargs=args, roles_dir=Path(__file__).resolve().parents[2] / "roles")
         self._recorder.start(check_mode=bool(args.get("check")), limit=args.get("subset"),
                              tags=list(args.get("tags") or []), inventory=inventory,
-                             extra={"ansible_core": ansible_version})
+                             extra={"ansible_core": ansible_version}, decision=self._gate,
+                             launch=gate.launch_record(args, extra_vars.keys()))
         for aborted in self._recorder.aborted:
             self._display.warning(f"carepath: evidence of the stopped run {aborted} was sealed as aborted "
                                   "and listed in the ledger")
@@ -151,7 +167,6 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         if self._recorder is None:
             return
-        self._record_gate(play)
         try:
             manager = play.get_variable_manager()
             # AWX and Tower pass who launched the job as extra variables, not in the environment.
@@ -174,20 +189,6 @@ class CallbackModule(CallbackBase):
         redactor = self._recorder.redactor
         send_secrets(redactor.secrets, patterns=redactor.extra_patterns)
         redact_runner_partials(redactor)
-
-    def _record_gate(self, play):
-        """At the first play: the gate's decision and every launch option, before any task result."""
-        if self._gate is not None:
-            return
-        try:
-            extra_vars = dict(play.get_variable_manager().extra_vars)
-        except Exception:  # noqa: BLE001 - the decision below then sees no extra vars; it is recorded as such
-            extra_vars = {}
-        args = context.CLIARGS
-        self._gate = gate.decide([str(i) for i in (args.get("inventory") or [])], extra_vars=extra_vars,
-                                 operator_key=self.get_option("signing_key"), cliargs=args,
-                                 roles_dir=Path(__file__).resolve().parents[2] / "roles")
-        self._recorder.record_gate(self._gate, gate.launch_record(args, extra_vars.keys()))
 
     def _collect_secrets(self, variables, names=False):
         """Add the secrets among ``variables`` to the redactor.

@@ -45,6 +45,8 @@ from carepath.errors import CarepathError
 from carepath.evidence.canonical import canonical_bytes
 
 POLICY_ENV = "CAREPATH_SITE_POLICY"
+#: The ledger of runs whose site policy cannot be read (all refused by the gate): never a real site's.
+UNREADABLE_SITE = "unreadable-site-policy"
 SITE_ENV = "CAREPATH_SITE"
 #: The variables that make up a site's policy; none may be given as a run variable.
 POLICY_VARS = ("carepath_site", "carepath_protected", "carepath_change_approver_keys", "carepath_exception_max_days")

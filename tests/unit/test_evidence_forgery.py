@@ -7,6 +7,7 @@ callback itself.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -166,7 +167,57 @@ def test_events_grafted_onto_a_killed_runs_opening_are_not_sealed(tmp_path: Path
     shutil.copy(tmp_path / "other.jsonl", events)
     later = record(tmp_path, key, 1)
     assert not (killed.bundle_dir / ENVELOPE_FILE).exists()
-    assert later.unbound == [f"{killed.run_id}: its events do not start with the signed first event"]
+    assert later.unbound == [f"{killed.run_id}: its events do not begin with the ones signed when it opened"]
+
+
+def test_events_rewritten_after_a_killed_runs_opening_are_cut_off_when_it_is_sealed(tmp_path: Path, key: Path) -> None:
+    """The review's forgery: keep the signed start of a killed run, write a fresh chain of invented results after it."""
+    killed = record(tmp_path, key, 0, finish=False)  # run_start, run_gate... then 3 task results, each checkpointed
+    killed._writer.close()
+    events = killed.bundle_dir / EVENTS_FILE
+    lines = events.read_bytes().splitlines(keepends=True)
+    opened = json.loads((killed.bundle_dir / "opening.dsse.json").read_text())
+    signed_count = json.loads(base64.b64decode(opened["payload"]))["predicate"]["event_count"]
+    kept = lines[:signed_count]
+    events.write_bytes(b"".join(kept))
+    with EventWriter(events) as writer:  # continues the chain after the signed start: every link is valid
+        for i in range(4):
+            writer.append({"type": "task_ok", "time": "2026-12-05T10:00:09Z", "host": "web1", "task": f"Audit {i}",
+                           "control_ids": ["CP-SSH-05"], "data": {"controls": [{"id": "CP-SSH-05", "status": "compliant"}]}})
+    later = record(tmp_path, key, 1)
+    assert later.aborted == [killed.run_id]
+    run = json.loads((killed.bundle_dir / RUN_FILE).read_text())
+    assert run["events"]["count"] == signed_count  # only what a signature vouched for is sealed...
+    assert run["aborted"]["trimmed_lines"] == 4  # ...and what was cut off is recorded, signed
+    assert b"Audit" not in events.read_bytes()
+    assert verify(tmp_path, key, tmp_path / "witness.log").ok
+
+
+def test_a_live_run_is_never_sealed_by_another_run_of_the_site(tmp_path: Path, key: Path) -> None:
+    script = f"""
+import sys, time
+from pathlib import Path
+from carepath.evidence.recorder import Recorder
+r = Recorder(evidence_dir=Path({str(tmp_path / 'ev')!r}), site="site1", playbook={str(ROOT / 'playbooks' / 'site.yml')!r},
+             run_id="20261205T090000Z-site-live00", signing_key=Path({str(key)!r}))
+r.start(check_mode=False, limit=None, tags=[], inventory=[])
+print("started", flush=True)
+time.sleep(120)
+"""
+    live = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout.readline().strip() == "started"
+        other = record(tmp_path, key, 1)  # a second run of the same site while the first goes on
+        assert other.aborted == [] and other.unbound == []
+        _, bundles = site(tmp_path)
+        assert not (bundles / "20261205T090000Z-site-live00" / ENVELOPE_FILE).exists()
+    finally:
+        live.kill()
+        live.wait()
+    later = record(tmp_path, key, 2)  # once it is gone (SIGKILL), the next run seals it
+    assert later.aborted == ["20261205T090000Z-site-live00"]
+    report = verify(tmp_path, key)
+    assert report.ok and [e for e in report.findings if e.code == "ledger.duplicate"] == [], str(report)
 
 
 def test_a_trimmed_killed_run_is_sealed_with_the_trimming_recorded_and_signed(tmp_path: Path, key: Path) -> None:
@@ -232,7 +283,7 @@ def test_ansible_playbook_stopped_with_ctrl_c_seals_its_bundle_at_once(tmp_path:
 def test_a_run_refused_by_the_gates_lookup_is_sealed_as_refused(tmp_path: Path, key: Path) -> None:
     (tmp_path / "prod" / "group_vars").mkdir(parents=True)
     (tmp_path / "prod" / "hosts.ini").write_text(f"web1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    (tmp_path / "prod" / "group_vars" / "all.yml").write_text("carepath_protected: true\n")
+    (tmp_path / "prod" / "group_vars" / "all.yml").write_text("carepath_site: prod\ncarepath_protected: true\n")
     (tmp_path / "pb.yml").write_text(f"""---
 - name: Policy gate
   ansible.builtin.import_playbook: {ROOT / 'playbooks' / 'policy_gate.yml'}
@@ -268,3 +319,28 @@ def test_a_witness_that_cannot_be_reached_is_said_not_silently_dropped(tmp_path:
         f"the ledger witness (syslog) did not take the entry: this controller has no syslog socket "
         f"({tmp_path / 'no-such-socket'}); run a syslog daemon that forwards to the site's collector, or set "
         "CAREPATH_EVIDENCE_WITNESS=file:PATH (or none)"]
+
+
+def test_with_a_witness_every_entry_must_have_been_witnessed_and_planted_lines_do_not_count(tmp_path: Path,
+                                                                                          key: Path) -> None:
+    record(tmp_path, key, 0)
+    unwitnessed = Recorder(evidence_dir=tmp_path / "ev", site="site1", playbook=str(ROOT / "playbooks" / "site.yml"),
+                           run_id="20261205T100009Z-site-000009", signing_key=key, witness="none")
+    unwitnessed.start(check_mode=False, limit=None, tags=[], inventory=[])
+    unwitnessed.finish("successful", {"web1": OK})
+    witness_log = tmp_path / "witness.log"
+    with open(witness_log, "a", encoding="utf-8") as handle:  # lines anyone could get into a syslog file
+        handle.write("Dec  5 10:00:00 app1 notcarepath-ledger: site=site1 seq=0 entry=" + "a" * 64 + " bundle=zz\n")
+        handle.write('Dec  5 10:00:01 app1 app: said "carepath-ledger: site=site1 opened=ghost-run" once\n')
+    report = verify(tmp_path, key, witness_log)
+    assert [(f.code, f.seq) for f in report.findings] == [("witness.unwitnessed", 1)], str(report)
+
+
+def test_a_run_id_that_is_not_a_plain_name_never_becomes_a_path(tmp_path: Path, key: Path) -> None:
+    recorder = Recorder(evidence_dir=tmp_path / "ev", site="site1", playbook=str(ROOT / "playbooks" / "site.yml"),
+                        run_id="../../escape", signing_key=key)
+    recorder.start(check_mode=False, limit=None, tags=[], inventory=[])
+    recorder.finish("successful", {"web1": OK})
+    assert recorder.bundle_dir.parent == tmp_path / "ev" / "site1" / "bundles"
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "ev" / "escape").exists()
+    assert recorder.warnings[0].startswith("run id '../../escape' is not a plain name; this run is ")

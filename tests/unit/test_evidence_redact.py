@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from carepath.evidence.recorder import control_ids
-from carepath.sitepolicy import inventory_name as site_name
 from carepath.evidence.redact import MASK, Redactor
+from carepath.sitepolicy import inventory_name as site_name
 
 
 def test_secret_values_are_masked_wherever_they_appear_longest_first() -> None:

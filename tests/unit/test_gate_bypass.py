@@ -34,7 +34,8 @@ def site(tmp_path: Path) -> dict[str, Path]:
     (inventory / "hosts.ini").write_text(f"web1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     # A relative key path: relative to the file that declares it.
     (inventory / "group_vars" / "all.yml").write_text(
-        "carepath_protected: true\ncarepath_change_approver_keys: ['../../keys/approver.pub']\n")
+        "carepath_site: production\ncarepath_protected: true\n"
+        "carepath_change_approver_keys: ['../../keys/approver.pub']\n")
     marker = tmp_path / "touched"
     playbook = tmp_path / "deploy.yml"
     playbook.write_text(f"""---
@@ -132,7 +133,7 @@ def test_a_host_vars_override_of_the_policy_is_refused(site: dict[str, Path]) ->
     (site["inventory"] / "host_vars").mkdir()
     (site["inventory"] / "host_vars" / "web1.yml").write_text("carepath_protected: false\n")
     rc, out = run(site, "--ticket", TICKET, "--approval", str(approve(site)))
-    assert rc != 0 and "carepath_protected is False for this host, but the site's files say True" in out
+    assert rc != 0 and "this host has carepath_protected=false, but the site policy says true" in out, out[-2000:]
     assert not site["marker"].exists()
 
 
@@ -238,3 +239,20 @@ def test_the_site_policy_sets_the_longest_an_exception_may_run(site: dict[str, P
     rc, out = playbook(site, "-e", json.dumps({"carepath_exceptions": [entry], "ssh_hardening_max_auth_tries": 6}))
     assert rc != 0 and not site["marker"].exists()
     assert f"expires {expires} is more than 30 days ahead; the site allows at most 30" in out, out[-2000:]
+
+
+def test_host_work_is_judged_by_its_action_not_by_a_gate_tag_the_playbook_gives_it(site: dict[str, Path]) -> None:
+    site["playbook"].write_text(f"""---
+- name: Touch the host
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Policy gate | Looks like the gate
+      ansible.builtin.file: {{path: {site['marker']}, state: touch, mode: "0600"}}
+      tags: [always, carepath_policy_gate]
+""")
+    run(site)
+    assert site["marker"].exists()
+    (bundle,) = (site["evidence"] / "production" / "bundles").iterdir()
+    proc = carepath("evidence", "verify", str(bundle), "--key", str(site["operator"].with_suffix(".pub")), "--json")
+    assert proc.returncode == 1 and codes(proc) == ["policy.bypass"]

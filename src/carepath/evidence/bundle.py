@@ -7,6 +7,8 @@ off the end is as visible as changing one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -15,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from carepath.errors import CarepathError
 from carepath.evidence import schema
@@ -107,12 +110,13 @@ OPENING_ENVELOPE_FILE = "opening.dsse.json"
 OPENING_PREDICATE_TYPE = "https://carepath.dev/run-opening/v1"
 
 
-def seal_opening(bundle_dir: Path, record: Mapping[str, Any], first_event: str, private_key: Ed25519PrivateKey) -> str:
-    """Write opening.json (the run as it started) and sign it with the digest of the first event; returns its digest.
+def seal_opening(bundle_dir: Path, record: Mapping[str, Any], event_count: int, chain_head: str,
+                 private_key: Ed25519PrivateKey) -> str:
+    """Write opening.json (the run as it started) and sign it with its events so far; returns its digest.
 
     A run killed before it ends is sealed later by the site's next run; that run only seals a bundle whose
-    opening was signed by the evidence key and whose events still start with the signed first event, so a
-    bundle written by hand (or grafted onto another run's start) is never signed.
+    opening was signed by the evidence key and whose events still begin with the signed ones, so a bundle
+    written by hand (or grafted onto another run's start) is never signed.
     """
     data = canonical_bytes(dict(record)) + b"\n"
     write_atomic(Path(bundle_dir) / OPENING_FILE, data)
@@ -122,7 +126,7 @@ def seal_opening(bundle_dir: Path, record: Mapping[str, Any], first_event: str, 
         "subject": [{"name": OPENING_FILE, "digest": {"sha256": digest}}],
         "predicateType": OPENING_PREDICATE_TYPE,
         "predicate": {"run_id": record["run_id"], "site": record["site"], "started": record["started"],
-                      "first_event": first_event},
+                      "event_count": event_count, "chain_head": chain_head},
     })
     write_atomic(Path(bundle_dir) / OPENING_ENVELOPE_FILE, canonical_bytes(sign_envelope(payload, private_key)) + b"\n")
     return digest
@@ -149,6 +153,7 @@ def read_opening(bundle_dir: Path, trusted: list[Any]) -> tuple[dict[str, Any] |
         (subject,) = statement["subject"]
         signed_digest = subject["digest"]["sha256"]
         record = json.loads(data)
+        int(predicate["event_count"]), str(predicate["chain_head"])
     except (ValueError, KeyError, TypeError):
         return None, None, ["the opening record cannot be read"]
     if statement.get("predicateType") != OPENING_PREDICATE_TYPE or signed_digest != sha256_hex(data):
@@ -156,3 +161,49 @@ def read_opening(bundle_dir: Path, trusted: list[Any]) -> tuple[dict[str, Any] |
     if predicate.get("run_id") != bundle_dir.name or record.get("run_id") != bundle_dir.name:
         return None, None, [f"the opening is for run {predicate.get('run_id')!r}, not {bundle_dir.name!r}"]
     return record, predicate, []
+
+
+# --- checkpoints: every event of a running bundle vouched for as it is written ----------------------------
+
+CHECKPOINTS_FILE = "checkpoints.jsonl"
+LOCK_FILE = "run.lock"
+_CHECKPOINT_DOMAIN = b"carepath-checkpoint/1\n"
+
+
+def _checkpoint_bytes(run_id: str, count: int, head: str) -> bytes:
+    return _CHECKPOINT_DOMAIN + canonical_bytes({"run_id": run_id, "count": count, "head": head})
+
+
+def checkpoint_line(run_id: str, count: int, head: str, private_key: Ed25519PrivateKey) -> bytes:
+    """One line of checkpoints.jsonl: the events' count and chain head, signed, so none can be rewritten later."""
+    sig = base64.b64encode(private_key.sign(_checkpoint_bytes(run_id, count, head))).decode("ascii")
+    return canonical_bytes({"count": count, "head": head, "sig": sig}) + b"\n"
+
+
+def vouched_prefix(run_id: str, events: bytes, checkpoints: bytes, opening: Mapping[str, Any],
+                   public_key: Ed25519PublicKey) -> tuple[int, int]:
+    """(events, bytes) of ``events`` that a signature vouches for: the opening's, or the last checkpoint's.
+
+    A killed run's events after its last valid checkpoint (a line cut off by the kill, or lines someone
+    rewrote) are not vouched for by anything: the run that seals it keeps only the vouched prefix.
+    """
+    lines = events.split(b"\n")
+    heads: dict[int, tuple[str, int]] = {0: ("0" * 64, 0)}
+    offset = 0
+    for index, line in enumerate(lines[:-1]):  # the last piece is empty, or a line the kill cut off
+        offset += len(line) + 1
+        heads[index + 1] = (sha256_hex(line), offset)
+    best = (0, 0)
+    candidates = [(int(opening["event_count"]), str(opening["chain_head"]))]
+    for raw in checkpoints.splitlines():
+        try:
+            entry = json.loads(raw)
+            count, head, sig = int(entry["count"]), str(entry["head"]), base64.b64decode(entry["sig"], validate=True)
+            public_key.verify(sig, _checkpoint_bytes(run_id, count, head))
+        except (ValueError, KeyError, TypeError, InvalidSignature, binascii.Error):
+            continue
+        candidates.append((count, head))
+    for count, head in candidates:
+        if count in heads and heads[count][0] == head and count > best[0]:
+            best = (count, heads[count][1])
+    return best

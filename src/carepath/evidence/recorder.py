@@ -18,6 +18,7 @@ recorded so far, and a bundle without ``run.json``, which ``verify`` reports as 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
 import hashlib
 import importlib.metadata
@@ -25,13 +26,14 @@ import json
 import os
 import platform
 import re
+import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -42,7 +44,7 @@ from carepath.evidence.canonical import canonical_bytes
 from carepath.evidence.chain import EventWriter, walk_chain
 from carepath.evidence.dsse import load_private_key
 from carepath.evidence.redact import POLICY_VERSION, Redactor
-from carepath.gate import GATE_TAG, Decision, requested_change
+from carepath.gate import Decision, requested_change
 from carepath.runner import new_run_id
 
 CONTROL_TAG = re.compile(r"^cp_([a-z]+)_(\d+)$")
@@ -172,7 +174,11 @@ class Recorder:
     witness: str = "none"
 
     def __post_init__(self) -> None:
-        self.run_id = self.run_id or new_run_id(Path(self.playbook))
+        self.warnings: list[str] = []
+        requested = self.run_id
+        self.run_id = self.run_id if self.run_id and bundle.NAME_RE.match(self.run_id) else new_run_id(Path(self.playbook))
+        if requested and requested != self.run_id:  # never a path: a run id names a folder in the store
+            self.warnings.append(f"run id {requested!r} is not a plain name; this run is {self.run_id}")
         self.bundle_dir = Path(self.evidence_dir) / self.site / "bundles" / self.run_id
         self.ledger_path = Path(self.evidence_dir) / self.site / "ledger.jsonl"
         self.started = utc()
@@ -182,23 +188,36 @@ class Recorder:
         self.run: dict[str, Any] = {}
         self.aborted: list[str] = []
         self.unbound: list[str] = []
-        self.warnings: list[str] = []
         self.key_problem: str | None = None
         self._key: Ed25519PrivateKey | None = None
         self._opening: str | None = None
         self._finished = False
+        self._checkpoints: BinaryIO | None = None
+        self._lock: BinaryIO | None = None
 
     # --- during the run ---------------------------------------------------------------------------
 
     def start(self, *, check_mode: bool, limit: str | None, tags: list[str], inventory: list[str],
-              extra: Mapping[str, Any] | None = None) -> None:
+              extra: Mapping[str, Any] | None = None, decision: Decision | None = None,
+              launch: Mapping[str, Any] | None = None) -> None:
+        """Open the bundle: the run, the gate's decision and the launch options, signed before any task runs."""
         if self.signing_key and Path(self.signing_key).exists():
             try:
                 self._key = load_private_key(Path(self.signing_key))
             except CarepathError as exc:  # the policy gate refuses the run; the evidence says why it is unsigned
                 self.key_problem = str(exc).replace("\n  hint:", ";")
         self.aborted = self.seal_aborted()
+        if self.bundle_dir.exists():  # a run id given twice (CAREPATH_RUN_ID): never write into another run
+            taken, self.run_id = self.run_id, f"{self.run_id}-{secrets.token_hex(3)}"
+            self.bundle_dir = self.bundle_dir.parent / self.run_id
+            self.warnings.append(f"run id {taken} was taken by an earlier run; this run is {self.run_id}")
         self.bundle_dir.mkdir(parents=True, exist_ok=False, mode=0o750)
+        # Held while this process lives (and released by the kernel however it ends): a live run is
+        # never sealed as aborted by another run of the site.
+        # A POSIX record lock: Ansible's forked workers do not inherit it, so a killed ansible-playbook
+        # whose workers linger (each in a session of its own) does not keep its bundle "running".
+        self._lock = open(self.bundle_dir / bundle.LOCK_FILE, "wb")  # noqa: SIM115 - held until the process ends
+        fcntl.lockf(self._lock, fcntl.LOCK_EX)
         self._writer = EventWriter(self.bundle_dir / bundle.EVENTS_FILE, flush=True)
         project = Path(self.playbook).resolve().parent.parent
         self.run = {
@@ -220,12 +239,18 @@ class Recorder:
                            "ansible_core": _version("ansible-core"), "ansible_runner": _version("ansible-runner"),
                            "collections": collections(), **dict(extra or {})},
             "redaction": POLICY_VERSION,
+            "witness": self.witness.split(":", 1)[0],
         }
         self._append({"type": "run_start", "data": {"check_mode": check_mode, "limit": limit or "",
                                                    "tags": list(tags), "playbook": self.playbook}})
+        if decision is not None:
+            self.record_gate(decision, launch or {})
         if self._key is not None:
-            # Bound from the start: only what this run began can ever be sealed in its name.
-            self._opening = bundle.seal_opening(self.bundle_dir, self.run, self._writer.head, self._key)
+            # Bound from the start: only what this run began can ever be sealed in its name; from here
+            # on every event is vouched for by a signed checkpoint as it is written.
+            self._opening = bundle.seal_opening(self.bundle_dir, self.run, self._writer.count, self._writer.head,
+                                                self._key)
+            self._checkpoints = open(self.bundle_dir / bundle.CHECKPOINTS_FILE, "ab")  # noqa: SIM115
             self._witness(witness.opened_line(self.site, self.run_id))
 
     def task_result(self, status: str, *, host: str, task: str, action: str, tags: Iterable[str],
@@ -258,8 +283,6 @@ class Recorder:
                                for k in RELEASE_FIELDS if release.get(k) is not None}
         if isinstance(result.get("results"), list):
             data["items"] = len(result["results"])
-        if GATE_TAG in tags:
-            data["gate"] = True  # the policy gate's own result: it ran on the controller, touched no host
         record = {"type": f"task_{status}", "host": host, "task": self.redactor.text(task),
                   "changed": bool(result.get("changed")), "control_ids": control_ids(tags), "data": data}
         self._append(record)
@@ -286,6 +309,10 @@ class Recorder:
         self._append({"type": "run_end", "data": {"status": status}})
         head, count = self._writer.head, self._writer.count
         self._writer.close()
+        if self._checkpoints is not None:  # the bundle's own signature covers every event from here
+            self._checkpoints.close()
+            self._checkpoints = None
+            (self.bundle_dir / bundle.CHECKPOINTS_FILE).unlink(missing_ok=True)
         self.run.update(finished=utc(), status=status, stats={h: dict(s) for h, s in stats.items()},
                         events={"count": count, "chain_head": head, "by_status": dict(self.counts)})
         if self._opening:
@@ -296,6 +323,10 @@ class Recorder:
             envelope = bundle.seal_bundle(self.bundle_dir, self._key, chain_head=head, event_count=count)
             self._list(self.run_id, envelope)
             outcome.update(signed=True, ledger=str(self.ledger_path))
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+            (self.bundle_dir / bundle.LOCK_FILE).unlink(missing_ok=True)
         return outcome
 
     @property
@@ -320,53 +351,56 @@ class Recorder:
     def seal_aborted(self) -> list[str]:
         """Sign and list the site's earlier bundles that were never sealed (killed runs) as aborted.
 
-        Only a bundle this key opened is sealed: its signed opening record must be intact and its
-        events must still begin with the signed first event; anything else (a bundle written by hand,
-        events grafted onto another run's opening) is left unsigned, listed in ``unbound``, for
-        ``verify`` to report. A line cut off in the middle of a write is removed first, and its size
-        and digest are recorded in the signed run.json; a chain that does not verify is left as it is.
+        Only a bundle this key opened is sealed, and only as far as a signature vouches for its events:
+        its signed opening must be intact, its events must begin with the ones the opening signed, and
+        what follows the last signed checkpoint (a line the kill cut off, or lines rewritten since) is
+        cut off, its size, line count and digest recorded in the signed run.json. Anything else (a
+        bundle written by hand, events grafted onto another run's opening) is left unsigned and listed
+        in ``unbound``, for ``verify`` to report. A bundle whose run is still going (its lock is held)
+        is left alone.
         """
         bundles = self.bundle_dir.parent
         if self._key is None or not bundles.is_dir():
             return []
         sealed = []
+        public = self._key.public_key()
         for directory in sorted(p for p in bundles.iterdir() if p.is_dir()):
-            if (directory / bundle.ENVELOPE_FILE).exists() or directory == self.bundle_dir:
+            if (directory / bundle.ENVELOPE_FILE).exists() or directory == self.bundle_dir or _running(directory):
                 continue
-            opening, signed, problems = bundle.read_opening(directory, [self._key.public_key()])
-            events_path = directory / bundle.EVENTS_FILE
-            data = events_path.read_bytes() if events_path.exists() else b""
-            first = data.split(b"\n", 1)[0]
-            if opening is None or signed is None or signed.get("site") != self.site \
-                    or hashlib.sha256(first).hexdigest() != signed.get("first_event"):
-                why = problems[0] if problems else "its events do not start with the signed first event"
+            opening, signed, problems = bundle.read_opening(directory, [public])
+            if opening is None or signed is None or signed.get("site") != self.site:
+                why = problems[0] if problems else f"it was opened for site {signed and signed.get('site')!r}"
                 self.unbound.append(f"{directory.name}: {why}")
                 continue
-            trimmed = b""
-            if data and not data.endswith(b"\n"):
-                keep = data.rfind(b"\n") + 1
-                trimmed, data = data[keep:], data[:keep]
-            walk = walk_chain(data, bundle.EVENTS_FILE)
-            if walk.findings or not walk.count:
-                why = walk.findings[0] if walk.findings else "no events"
-                self.unbound.append(f"{directory.name}: its event chain is broken ({why})")
+            events_path, checkpoints_path = directory / bundle.EVENTS_FILE, directory / bundle.CHECKPOINTS_FILE
+            data = events_path.read_bytes() if events_path.exists() else b""
+            marks = checkpoints_path.read_bytes() if checkpoints_path.exists() else b""
+            count, size = bundle.vouched_prefix(directory.name, data, marks, signed, public)
+            if count < int(signed["event_count"]):
+                self.unbound.append(f"{directory.name}: its events do not begin with the ones signed when it opened")
                 continue
-            if trimmed:
+            cut, data = data[size:], data[:size]
+            if cut:
                 bundle.write_atomic(events_path, data)
+            walk = walk_chain(data, bundle.EVENTS_FILE)
             last = json.loads(data.splitlines()[-1])
             bundle.write_run(directory, {
                 **opening, "status": "aborted", "finished": last["time"],
                 "events": {"count": walk.count, "chain_head": walk.head},
                 "opening": {"sha256": hashlib.sha256((directory / bundle.OPENING_FILE).read_bytes()).hexdigest()},
-                "aborted": {"sealed_by": self.run_id, "trimmed_bytes": len(trimmed),
-                            "trimmed_sha256": hashlib.sha256(trimmed).hexdigest() if trimmed else None,
-                            "note": "the run was stopped before it ended; these are the events it recorded"},
+                "aborted": {"sealed_by": self.run_id, "trimmed_bytes": len(cut),
+                            "trimmed_lines": cut.count(b"\n") + (0 if not cut or cut.endswith(b"\n") else 1),
+                            "trimmed_sha256": hashlib.sha256(cut).hexdigest() if cut else None,
+                            "note": "the run was stopped before it ended; these are the events it recorded "
+                                    "that a signature vouched for"},
             })
             try:
                 envelope = bundle.seal_bundle(directory, self._key)
             except CarepathError as exc:
                 self.unbound.append(f"{directory.name}: {exc}")
                 continue
+            checkpoints_path.unlink(missing_ok=True)
+            (directory / bundle.LOCK_FILE).unlink(missing_ok=True)
             self._list(directory.name, envelope)
             sealed.append(directory.name)
         return sealed
@@ -380,6 +414,23 @@ class Recorder:
     def _append(self, record: Mapping[str, Any]) -> None:
         assert self._writer is not None
         self._writer.append({"time": utc(), **record})
+        if self._checkpoints is not None and self._key is not None:
+            self._checkpoints.write(bundle.checkpoint_line(self.run_id, self._writer.count, self._writer.head, self._key))
+            self._checkpoints.flush()
+
+
+def _running(directory: Path) -> bool:
+    """Whether a live run holds the bundle's lock (the kernel drops it when that process ends, even by SIGKILL)."""
+    try:
+        with open(directory / bundle.LOCK_FILE, "r+b") as handle:
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # EAGAIN or EACCES: another process holds it
+                return True
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return False
+    return False
 
 
 def _plain(value: Any) -> Any:

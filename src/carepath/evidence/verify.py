@@ -34,6 +34,8 @@ from carepath.evidence.ledger import LEDGER_FIELDS, entry_signature_problem
 from carepath.evidence.report import Finding, Report
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: Actions that run on the controller and never reach a host: all a refused run may show.
+CONTROLLER_ONLY_ACTIONS = frozenset({"assert", "fail", "debug", "set_fact", "meta", "pause", "add_host", "group_by"})
 BUNDLE_FILES = (ENVELOPE_FILE, RUN_FILE, EVENTS_FILE)
 
 
@@ -80,9 +82,12 @@ def _opening_findings(bundle_dir: Path, files: Mapping[str, bytes | OSError | No
     if run["opening"].get("sha256") != sha256_hex((bundle_dir / OPENING_FILE).read_bytes()):
         found.append(Finding(OPENING_FILE, "opening.digest", "differs from the opening run.json names"))
     events = files.get(EVENTS_FILE)
-    if isinstance(events, bytes) and sha256_hex(events.split(b"\n", 1)[0]) != signed.get("first_event"):
-        found.append(Finding(EVENTS_FILE, "opening.first_event", "the first event is not the one signed when the run "
-                                                                  "opened: the events were replaced"))
+    if isinstance(events, bytes):
+        count, head = int(signed["event_count"]), str(signed["chain_head"])
+        lines = events.split(b"\n")[:-1]
+        if len(lines) < count or (count and sha256_hex(lines[count - 1]) != head):
+            found.append(Finding(EVENTS_FILE, "opening.events", f"the first {count} event(s) are not the ones signed "
+                                                               "when the run opened: the events were replaced"))
     return found
 
 
@@ -222,8 +227,10 @@ def _policy(run: dict[str, Any], signer: str | None, events: list[dict[str, Any]
     gate = run.get("gate") if isinstance(run.get("gate"), dict) else {}
     refused = run.get("status") == "refused" or gate.get("decision") == "refused"
     if refused:
+        # Host work is judged by what a task did (its action), never by a name or tag the playbook gives it.
         worked = sorted({str(e.get("host")) for e in events if str(e.get("type", "")).startswith("task_")
-                         and not (e.get("data") or {}).get("gate")})
+                         and str((e.get("data") or {}).get("action", "")).removeprefix("ansible.builtin.")
+                         not in CONTROLLER_ONLY_ACTIONS})
         if worked:
             return [("policy.bypass", f"the policy gate refused this run, yet tasks ran on {', '.join(worked[:10])}: "
                                       "the gate was bypassed")]
@@ -257,6 +264,9 @@ def _policy(run: dict[str, Any], signer: str | None, events: list[dict[str, Any]
     if predicate.get("ticket") != change.get("ticket"):
         found.append(("policy.ticket", f"the approval is for {predicate.get('ticket')!r}, the run for "
                                        f"{change.get('ticket')!r}"))
+    if predicate.get("site") != run.get("site"):
+        found.append(("policy.site", f"the approval is for site {predicate.get('site')!r}, the run for "
+                                     f"{run.get('site')!r}"))
     if not approved <= started < expires:  # the same fixed-width UTC format: strings compare as times
         found.append(("policy.time", f"the run started {started}, outside its approval ({approved} to {expires})"))
     if signer is not None and predicate.get("approver") == signer:

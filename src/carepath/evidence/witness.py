@@ -30,9 +30,11 @@ from carepath.evidence.report import Finding
 
 TAG = "carepath-ledger"
 SYSLOG_SOCKET = "/dev/log"
-_ENTRY = re.compile(rf"{TAG}(?:\[\d+\])?: site=(?P<site>[A-Za-z0-9._-]+) seq=(?P<seq>\d+) "
-                    r"entry=(?P<entry>[0-9a-f]{64}) bundle=(?P<bundle>[A-Za-z0-9._-]+)")
-_OPENED = re.compile(rf"{TAG}(?:\[\d+\])?: site=(?P<site>[A-Za-z0-9._-]+) opened=(?P<run>[A-Za-z0-9._-]+)")
+# The syslog tag must stand as a word of its own (a line's start, or after the syslog header's host),
+# and the message must end the line: "notcarepath-ledger: ..." or a quoted fragment is not a witness line.
+_PREFIX = rf"(?m)(?:^|\s){TAG}(?:\[\d+\])?: site=(?P<site>[A-Za-z0-9._-]+) "
+_ENTRY = re.compile(_PREFIX + r"seq=(?P<seq>\d+) entry=(?P<entry>[0-9a-f]{64}) bundle=(?P<bundle>[A-Za-z0-9._-]+)\s*$")
+_OPENED = re.compile(_PREFIX + r"opened=(?P<run>[A-Za-z0-9._-]+)\s*$")
 
 
 def entry_line(site: str, seq: int, entry_digest: str, bundle: str) -> str:
@@ -107,6 +109,10 @@ def check(ledger: bytes, witnessed: Witnessed, bundles: Iterable[str], ledger_na
         elif digests[seq] != digest:
             findings.append(Finding(ledger_name, "witness.rewritten", f"entry seq {seq} differs from the witnessed one "
                                     f"(bundle {bundle}): the ledger was rewritten", seq + 1, seq))
+    for seq in range(len(lines)):
+        if seq not in witnessed.entries:
+            findings.append(Finding(ledger_name, "witness.unwitnessed", f"entry seq {seq} was never witnessed: its run "
+                                    "did not reach the witness, or the entry was added later", seq + 1, seq))
     present = set(bundles)
     for run_id in witnessed.opened:
         if run_id not in present:
