@@ -42,7 +42,7 @@ import yaml
 
 from carepath import exceptions
 from carepath.errors import CarepathError
-from carepath.evidence.canonical import canonical_bytes
+from carepath.evidence.canonical import canonical_bytes, plain
 
 POLICY_ENV = "CAREPATH_SITE_POLICY"
 #: The ledger of runs whose site policy cannot be read (all refused by the gate): never a real site's.
@@ -299,7 +299,7 @@ def overrides(policy: SitePolicy, variables: Mapping[str, Any], extra_var_names:
             if not (isinstance(value, bool) and value is policy.protected):
                 found.append(_elsewhere(name, f"this host has carepath_protected={_shown(value)}, but the site "
                                               f"policy says {str(policy.protected).lower()}"))
-        elif name not in policy.declared or _plain(value) != policy.declared[name]:
+        elif name not in policy.declared or plain(value) != policy.declared[name]:
             found.append(_elsewhere(name, f"this host has a value of {name} that the site policy does not declare"))
     return found
 
@@ -319,13 +319,3 @@ def _shown(value: Any) -> str:
     if type(value) is str and len(value) <= 20:
         return repr(value)
     return "a value that is not true or false"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (bool, int, float)) or value is None:
-        return value
-    return str(value)

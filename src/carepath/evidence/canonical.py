@@ -30,6 +30,17 @@ def canonical_bytes(value: Any) -> bytes:
         raise CanonicalError(f"string contains a lone surrogate at position {exc.start}") from None
 
 
+def plain(value: Any) -> Any:
+    """Ansible's tagged strings and containers as plain JSON values (for hashing and comparing)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    return str(value)
+
+
 def format_number(value: float) -> str:
     """ECMAScript Number::toString for a finite float (the number form RFC 8785 prescribes)."""
     if not math.isfinite(value):

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from carepath import __version__
 from carepath.errors import CarepathError
 from carepath.evidence import bundle, ledger, witness
-from carepath.evidence.canonical import canonical_bytes
+from carepath.evidence.canonical import canonical_bytes, plain
 from carepath.evidence.chain import EventWriter, walk_chain
 from carepath.evidence.dsse import load_private_key
 from carepath.evidence.redact import POLICY_VERSION, Redactor
@@ -266,7 +266,7 @@ class Recorder:
             data["duration_s"] = round(duration, 3)
         if "diff" in result and not no_log:
             # The diff itself can hold rendered secrets or data: only its digest is kept.
-            data["diff_sha256"] = hashlib.sha256(canonical_bytes(_plain(result["diff"]))).hexdigest()
+            data["diff_sha256"] = hashlib.sha256(canonical_bytes(plain(result["diff"]))).hexdigest()
         if status in ("failed", "unreachable"):
             # The playbook's own words (fail, assert) redacted; a module's message only classified
             # with its redacted first line: it may quote what the module read on the host.
@@ -431,14 +431,3 @@ def _running(directory: Path) -> bool:
     except FileNotFoundError:
         return False
     return False
-
-
-def _plain(value: Any) -> Any:
-    """Ansible's tagged strings and containers as plain JSON values, for hashing."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (bool, int, float)) or value is None:
-        return value
-    return str(value)
