@@ -49,3 +49,8 @@ def haproxy_servers(host, backend: str) -> dict[str, str]:
     header = rows[0].lstrip("# ").split(",")
     stats = [dict(zip(header, row.split(","), strict=False)) for row in rows[1:] if row]
     return {r["svname"]: r["status"] for r in stats if r["pxname"] == backend and r["svname"] != "BACKEND"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The shared health checks (one restarts the hosts) run after the scenario's own tests."""
+    items.sort(key=lambda item: item.path.name == "test_host_health.py")

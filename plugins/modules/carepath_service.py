@@ -15,8 +15,10 @@ description:
   - M(ansible.builtin.systemd_service) queries C(systemctl) several times for each unit, one
     task per unit; on a baseline re-run it took 0.3-0.8 s a unit, where this module's single
     read of several units costs about what any module run costs.
-  - Order for each unit, as C(systemctl) needs it - unmask, disable (of a unit about to be
-    masked), mask, enable or disable, then start or stop.
+  - Order for each unit, as C(systemctl) needs it - stop (before anything else, so that a
+    timer masked while running does not fail and leave the host degraded), reset-failed (of a
+    failed unit to be stopped or masked), unmask, disable (of a unit about to be masked), mask,
+    enable or disable, then start.
 version_added: "0.1.0"
 author: carepath contributors
 options:
@@ -113,11 +115,21 @@ def _runs(want: dict) -> list[str]:
 
 
 def plan(want: dict, status: dict[str, str]) -> list[str]:
-    """The systemctl verbs (in order) that bring a unit from ``status`` to ``want``."""
+    """The systemctl verbs (in order) that bring a unit from ``status`` to ``want``.
+
+    A unit is stopped before it is disabled or masked: masking a running timer and reloading
+    leaves it running with nothing to trigger, and it then fails ("Unit to trigger vanished"),
+    which leaves the host degraded. A unit to be stopped that has failed is reset, so an old
+    failure does not keep the host degraded either.
+    """
     masked = _is_masked(status)
     file_state = status.get("UnitFileState", "")
     active = status.get("ActiveState", "") in RUNNING
     actions: list[str] = []
+    if want.get("state") == "stopped" and active:
+        actions.append("stop")
+    if (want.get("state") == "stopped" or want.get("masked") is True) and status.get("ActiveState") == "failed":
+        actions.append("reset-failed")
     if want.get("masked") is False and masked:
         actions.append("unmask")
         masked = False
@@ -133,8 +145,6 @@ def plan(want: dict, status: dict[str, str]) -> list[str]:
         actions.append("disable")
     if want.get("state") == "started" and not active:
         actions.append("start")
-    elif want.get("state") == "stopped" and active:
-        actions.append("stop")
     return actions
 
 
@@ -159,7 +169,7 @@ def masked_refusal(want: dict, status: dict[str, str]) -> str | None:
 
 def _describe(status: dict[str, str]) -> dict[str, object]:
     return {"enabled": status.get("UnitFileState", "") in ENABLED, "active": status.get("ActiveState", "") in RUNNING,
-            "masked": _is_masked(status)}
+            "masked": _is_masked(status), "failed": status.get("ActiveState") == "failed"}
 
 
 def main():
@@ -225,7 +235,8 @@ def main():
         for action in actions:
             after[name].update({"unmask": {"masked": False}, "mask": {"masked": True, "enabled": False},
                                 "enable": {"enabled": True}, "disable": {"enabled": False},
-                                "start": {"active": True}, "stop": {"active": False}}[action])
+                                "start": {"active": True}, "stop": {"active": False},
+                                "reset-failed": {"failed": False}}[action])
             if module.check_mode:
                 continue
             rc, out, err = module.run_command([systemctl, action, "--", name])

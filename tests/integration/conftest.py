@@ -53,6 +53,20 @@ class Lab:
             proc.check_returncode()
         return proc
 
+    def assert_healthy(self, *hosts: str, when: str = "") -> None:
+        """systemd on each host (all by default) is `running` with no failed unit, as monitoring asks."""
+        for host in hosts or tuple(self.hosts):
+            # --wait returns once start-up is over; a host still booting (no sshd yet) is waited for.
+            deadline = time.monotonic() + 120
+            while True:
+                proc = self.ssh(host, "timeout 120 systemctl is-system-running --wait", check=False)
+                if proc.returncode != 255 or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            state = proc.stdout.strip()
+            failed = self.ssh(host, "systemctl --failed --plain --no-legend", check=False).stdout.strip()
+            assert (state, failed) == ("running", ""), f"{host} is {state!r} {when}; failed units: {failed}"
+
     def args(self) -> list[str]:
         return ["--topology", str(self.topology), "--inventory", str(self.inventory)]
 

@@ -17,6 +17,8 @@ SHOW = {
     "dailyaidecheck.timer": "Id=dailyaidecheck.timer\nLoadState=loaded\nUnitFileState=enabled\nActiveState=active\n",
     "gone.timer": "Id=gone.timer\nLoadState=not-found\nUnitFileState=\nActiveState=inactive\n",
     "chkrootkit.timer": "Id=chkrootkit.timer\nLoadState=masked\nUnitFileState=masked\nActiveState=inactive\n",
+    # Masked while it ran, by carepath before issue 15: the host is degraded until it is reset.
+    "failed.timer": "Id=failed.timer\nLoadState=masked\nUnitFileState=masked\nActiveState=failed\n",
 }
 
 
@@ -33,7 +35,9 @@ def test_show_output_is_split_per_unit_in_order():
     [
         ({"enabled": True, "state": "started"}, "ssh", []),
         ({"enabled": True, "state": "started"}, "fail2ban", ["enable", "start"]),
-        ({"enabled": False, "state": "stopped", "masked": True}, "dailyaidecheck.timer", ["disable", "mask", "stop"]),
+        # Stopped before it is masked: a timer masked while running fails and degrades the host.
+        ({"enabled": False, "state": "stopped", "masked": True}, "dailyaidecheck.timer", ["stop", "disable", "mask"]),
+        ({"enabled": False, "state": "stopped", "masked": True}, "failed.timer", ["reset-failed"]),
         ({"enabled": False, "state": "stopped", "masked": True}, "chkrootkit.timer", []),
         ({"masked": False, "enabled": True, "state": "started"}, "chkrootkit.timer", ["unmask", "enable", "start"]),
         ({"enabled": True}, "fail2ban", ["enable"]),
@@ -70,8 +74,8 @@ def test_one_read_for_every_unit_and_only_the_verbs_needed():
                                 {"name": "ssh", "enabled": True, "state": "started"}])
     assert not result["failed"] and result["changed"]
     assert calls == [["show", "--property=Id,LoadState,UnitFileState,ActiveState", "--", "dailyaidecheck.timer", "ssh"],
-                     ["disable", "--", "dailyaidecheck.timer"], ["mask", "--", "dailyaidecheck.timer"],
-                     ["stop", "--", "dailyaidecheck.timer"]]
+                     ["stop", "--", "dailyaidecheck.timer"], ["disable", "--", "dailyaidecheck.timer"],
+                     ["mask", "--", "dailyaidecheck.timer"]]
 
 
 def test_nothing_to_do_is_unchanged_and_runs_nothing_but_the_read():
