@@ -51,11 +51,25 @@ def evaluate(control: dict[str, Any], observed: dict[str, Any], entries: list[An
             return report, "; ".join(invalid)
         report.update(status="excepted", exception={k: str(v) for k, v in entry.items()})
         return report, None
-    if in_container and control.get("container") == "unsupported":
+    check = dict(control["check"])
+    if "sysctl" in check:
+        # Kernel parameters: whether they can be written is a fact of the host, per parameter,
+        # not of "is this a container" (a privileged container or a VM writes them).
+        read_only = set(observed.get("sysctl_read_only") or [])
+        skipped = sorted(set(check["sysctl"]) & read_only)
+        check["sysctl"] = {k: v for k, v in check["sysctl"].items() if k not in read_only}
+        if not check["sysctl"]:
+            del check["sysctl"]
+        if not check:
+            report["status"] = "not_applicable"
+            report["problems"] = [f"kernel parameters read-only on this host: {', '.join(skipped)}; "
+                                  "the lab's VM test proves them on a real kernel"]
+            return report, None
+    elif in_container and control.get("container") == "unsupported":
         report["status"] = "not_applicable"
         report["problems"] = ["needs a real kernel and cannot hold in a container; the lab's VM test proves it"]
         return report, None
-    problems = checks.evaluate_check(control["check"], observed)
+    problems = checks.evaluate_check(check, observed)
     if problems:
         report.update(status="drifted", problems=problems)
     return report, None

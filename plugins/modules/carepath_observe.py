@@ -103,7 +103,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 observed:
-  description: The observed state, by source.
+  description:
+    - The observed state, by source.
+    - C(sysctl_read_only) lists the kernel parameters asked for that cannot be written on this host
+      (C(/proc/sys) read-only, as in an unprivileged container), a fact of the host, per parameter.
   returned: always
   type: dict
   sample:
@@ -116,10 +119,7 @@ observed:
     conf: {"/etc/login.defs:PASS_MAX_DAYS": "365"}
     nft: {table: true, input_policy: drop, forward_policy: drop, matches_loaded: true}
     audit_rules: {rules: ["-w /etc/passwd -p wa -k identity"], privileged_unaudited: [], enabled: "1"}
-sysctl_writable:
-  description: Whether kernel parameters can be written here (false in an unprivileged container).
-  returned: always
-  type: bool
+    sysctl_read_only: []
 """
 
 import glob
@@ -394,8 +394,13 @@ def main():
         "nft": _nft(module) if params["nft"] else {},
         "audit_rules": _audit_rules(module, set(params["audit_rules"])),
     }
-    writable = os.access("/proc/sys/kernel/randomize_va_space", os.W_OK)
-    module.exit_json(changed=False, observed=observed, sysctl_writable=writable)
+    # Whether a kernel parameter can be written is a fact of this host, per parameter.
+    # A parameter this kernel lacks is read-only too where /proc/sys itself is (it cannot be set
+    # here either); on a writable /proc/sys it is checked, and reported as not set.
+    observed["sysctl_read_only"] = sorted(
+        key for key, value in observed["sysctl"].items()
+        if not os.access("/proc/sys/" + key.replace(".", "/") if value is not None else "/proc/sys", os.W_OK))
+    module.exit_json(changed=False, observed=observed)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import pytest
 
 from carepath import controls
 from carepath.lab import vm
-from tests.conftest import carepath
+from tests.conftest import BIN, ROOT, carepath, cli_env
 from tests.integration.conftest import Lab, make_lab
 from tests.integration.test_site import run_site
 
@@ -37,6 +37,13 @@ KERNEL_SYSCTLS = {
     "kernel.yama.ptrace_scope": "1",
     "fs.suid_dumpable": "0",
     "fs.protected_regular": "2",
+}
+#: Forwarding off, and with it the redirect settings Linux resets when forwarding changes.
+FORWARDING_OFF = {
+    "net.ipv4.ip_forward": "0",
+    "net.ipv4.conf.all.accept_redirects": "0",
+    "net.ipv4.conf.all.send_redirects": "0",
+    "net.ipv4.conf.all.secure_redirects": "0",
 }
 
 
@@ -90,10 +97,24 @@ def reboot(lab: Lab) -> None:
     raise AssertionError(f"{HOST} did not come back over SSH within {vm.BOOT_TIMEOUT:.0f} s of its reboot")
 
 
+def assert_sysctls(lab: Lab, expected: dict[str, str]) -> None:
+    names = " ".join(expected)
+    values = lab.ssh(HOST, f"/usr/sbin/sysctl -n {names}").stdout.split("\n")
+    assert dict(zip(expected, values, strict=False)) == expected
+
+
 def test_kernel_only_controls_hold_on_a_real_kernel_and_survive_a_reboot(vm_lab: Lab):
     assert KERNEL_ONLY, "the catalog marks no control as needing a real kernel"
+    # A host that routed: turning forwarding off makes Linux turn accept_redirects back on, so
+    # the order the parameters are applied in decides whether they hold (issue 15).
+    vm_lab.ssh(HOST, "sudo sysctl -q -w net.ipv4.ip_forward=1")
     rc, _, _, out = run_site(vm_lab, "--tags", TAGS)
     assert rc == 0, out[-4000:]
+    assert_sysctls(vm_lab, FORWARDING_OFF)
+    vm_lab.assert_healthy(HOST, when="after the converge")
+    rc, changed, _, out = run_site(vm_lab, "--tags", TAGS)
+    assert (rc, changed) == (0, 0), out[-4000:]
+    vm_lab.assert_healthy(HOST, when="after the re-run")
     # journald sets the kernel's audit flag when it starts (Debian 12's default turns it off):
     # a journald restart, as a systemd update makes, must leave auditing on (CP-AUD-20).
     assert "enabled 1" in vm_lab.ssh(HOST, "sudo auditctl -s").stdout
@@ -114,9 +135,24 @@ def test_kernel_only_controls_hold_on_a_real_kernel_and_survive_a_reboot(vm_lab:
 
     assert_kernel_controls_hold(vm_lab, "chmod 0644")
     reboot(vm_lab)
+    vm_lab.assert_healthy(HOST, when="after a reboot")
     assert_kernel_controls_hold(vm_lab, "chown root:root")
+    assert_sysctls(vm_lab, FORWARDING_OFF)  # systemd-sysctl applied the file in the same order
     # Ansible still gets in and sudo still works after the reboot.
     assert vm_lab.ssh(HOST, "sudo -n true").returncode == 0
+
+
+def test_a_kernel_parameter_that_does_not_hold_fails_with_its_name(vm_lab: Lab):
+    # Two names of one kernel setting asked to differ: the value written first cannot hold.
+    args = json.dumps({"path": "/tmp/carepath-test-sysctl.conf",
+                       "parameters": {"net.ipv4.ip_forward": 0, "net.ipv4.conf.all.forwarding": 1}})
+    proc = subprocess.run([str(BIN / "ansible"), HOST, "-i", str(vm_lab.inventory), "-b", "-m", "carepath_sysctl",
+                           "-a", args], capture_output=True, text=True, env=cli_env(), cwd=ROOT, check=False)
+    try:
+        assert proc.returncode != 0, proc.stdout
+        assert "do not hold after being applied: net.ipv4.ip_forward is 1, 0 was set" in proc.stdout, proc.stdout
+    finally:
+        vm_lab.ssh(HOST, "sudo sysctl -q -w net.ipv4.ip_forward=0; sudo rm -f /tmp/carepath-test-sysctl.conf")
 
 
 def test_lab_up_keeps_a_running_vm_and_lab_down_stops_it(vm_lab: Lab):

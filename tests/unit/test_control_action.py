@@ -33,9 +33,35 @@ def test_drift_is_reported_with_its_problem() -> None:
     assert "022" in report["problems"][0]
 
 
+AUDITD = {"id": "CP-AUD-03", "title": "auditd runs", "tags": ["cp_aud_03"],
+          "check": {"service": {"auditd": {"active": True}}}, "container": "unsupported"}
+REDIRECTS = {"id": "CP-OS-02", "title": "No redirects", "tags": ["cp_os_02"], "container": "unsupported",
+             "check": {"sysctl": {"net.ipv4.conf.all.accept_redirects": {"equals": 0},
+                                  "kernel.kptr_restrict": {"equals": 2}}}}
+
+
 def test_a_kernel_control_is_not_applicable_in_a_container_but_checked_on_a_vm() -> None:
-    assert action.evaluate(FORWARDING, OBSERVED, [], in_container=True)[0]["status"] == "not_applicable"
-    assert action.evaluate(FORWARDING, OBSERVED, [], in_container=False)[0]["status"] == "drifted"
+    observed = {"service": {"auditd": {"active": False}}}
+    assert action.evaluate(AUDITD, observed, [], in_container=True)[0]["status"] == "not_applicable"
+    assert action.evaluate(AUDITD, observed, [], in_container=False)[0]["status"] == "drifted"
+
+
+def test_kernel_parameters_are_judged_by_whether_they_can_be_written_here_not_by_container() -> None:
+    # A container whose /proc/sys is writable (privileged, as a VM or bare metal): the value that
+    # did not hold is drift, and the run fails on it (issue 15: it passed as not_applicable).
+    writable = {**OBSERVED, "sysctl_read_only": []}
+    report = action.evaluate(FORWARDING, writable, [], in_container=True)[0]
+    assert report["status"] == "drifted" and "net.ipv4.ip_forward" in report["problems"][0]
+    # Read-only here (an unprivileged container, or a VM that locked it): not applicable, named.
+    read_only = {**OBSERVED, "sysctl_read_only": ["net.ipv4.ip_forward"]}
+    report = action.evaluate(FORWARDING, read_only, [], in_container=False)[0]
+    assert report["status"] == "not_applicable" and "net.ipv4.ip_forward" in report["problems"][0]
+    # Partly writable: the writable parameter is still checked.
+    partly = {"sysctl": {"net.ipv4.conf.all.accept_redirects": "1", "kernel.kptr_restrict": "0"},
+              "sysctl_read_only": ["kernel.kptr_restrict"]}
+    report = action.evaluate(REDIRECTS, partly, [], in_container=True)[0]
+    assert report["status"] == "drifted"
+    assert report["problems"] and all("accept_redirects" in p for p in report["problems"])
 
 
 def test_an_exception_excepts_and_an_expired_one_is_an_error() -> None:
