@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from carepath.console import Console
 from carepath.errors import CarepathError
 from carepath.evidence.artifacts import (
     RedactedCommand,
@@ -336,11 +337,13 @@ def run(project: Project, request: RunRequest) -> RunResult:
     channel = SecretsChannel(private_data_dir, redactor)
     command = RedactedCommand(artifact_dir, redactor)
     stdout = RedactedStdout(artifact_dir / "stdout")
+    console = Console(sys.stdout, quiet=request.quiet)
 
     def on_event(event: dict[str, Any]) -> bool:
         channel.drain()  # the callback sends a play's secrets before the play's first event
         scrub_event(event, redactor)
         stdout.write(event)
+        console.event(event)  # plain on a pipe or a file, coloured on a terminal
         return True
 
     stopper = ProcessStopper()
@@ -538,7 +541,8 @@ def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory
         # later runs); facts are not cached between runs (see ansible.cfg).
         suppress_env_files=True,
         fact_cache_type="",
-        quiet=request.quiet,
+        # carepath prints the events itself (Console), after redaction; ansible-runner prints nothing.
+        quiet=True,
         # Every event goes through event_handler (redaction) before it is written; ansible-runner's
         # own stdout file would be written raw, so carepath writes it from the redacted events.
         event_handler=event_handler,
