@@ -137,6 +137,8 @@ def test_deploy_rollback_refused_release_and_redeploy_under_load_lose_no_request
     run_ids = {r["run_id"] for r in releases_seen}
     assert len(run_ids) == 1 and run_ids <= {h["run_id"] for h in history}
     assert {(r["action"], r["version"]) for r in evidence_releases(broken)} >= {("gate_failed", "3.0.0")}
+    # A refused release leaves no failed unit behind: monitoring sees every host healthy.
+    live.assert_healthy(when="after deploys, a rollback and a refused release")
 
 
 def test_killing_the_new_colour_after_the_switch_moves_traffic_back_retrying_its_requests(
