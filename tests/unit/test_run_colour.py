@@ -6,15 +6,19 @@ prints each event's text after redacting it, which also takes the escape codes o
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import carepath, cli_env
+from tests.conftest import BIN, carepath, cli_env
 
 ESC = "\x1b["
 
 
-def test_output_to_a_pipe_holds_no_escape_codes(tmp_path: Path) -> None:
+def _project(tmp_path: Path) -> None:
+    """A local host and a playbook with one changed task (Ansible colours it yellow on a terminal)."""
     (tmp_path / "hosts.ini").write_text(f"web1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     (tmp_path / "pb.yml").write_text("""---
 - name: Say something
@@ -25,6 +29,10 @@ def test_output_to_a_pipe_holds_no_escape_codes(tmp_path: Path) -> None:
       ansible.builtin.command: "true"
       changed_when: true
 """)
+
+
+def test_output_to_a_pipe_holds_no_escape_codes(tmp_path: Path) -> None:
+    _project(tmp_path)
     proc = carepath("run", str(tmp_path / "pb.yml"), "-i", str(tmp_path / "hosts.ini"),
                     env=cli_env(CAREPATH_STATE_DIR=str(tmp_path / "state"), CAREPATH_EVIDENCE_DIR=str(tmp_path / "ev"),
                                 CAREPATH_EVIDENCE_WITNESS="none"))
@@ -35,10 +43,6 @@ def test_output_to_a_pipe_holds_no_escape_codes(tmp_path: Path) -> None:
 
 def _under_a_terminal(argv: list[str], env: dict[str, str]) -> str:
     """What ``argv`` prints on a pseudo-terminal (as a person at a console sees it)."""
-    import os
-    import pty
-    import subprocess
-
     leader, follower = pty.openpty()
     proc = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True)
     os.close(follower)
@@ -57,18 +61,7 @@ def _under_a_terminal(argv: list[str], env: dict[str, str]) -> str:
 
 
 def test_a_terminal_gets_colour_unless_no_color_is_set(tmp_path: Path) -> None:
-    from tests.conftest import BIN
-
-    (tmp_path / "hosts.ini").write_text(f"web1 ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    (tmp_path / "pb.yml").write_text("""---
-- name: Say something
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: A changed result
-      ansible.builtin.command: "true"
-      changed_when: true
-""")
+    _project(tmp_path)
     argv = [str(BIN / "carepath"), "run", str(tmp_path / "pb.yml"), "-i", str(tmp_path / "hosts.ini")]
     base = {"CAREPATH_STATE_DIR": str(tmp_path / "state"), "CAREPATH_EVIDENCE_DIR": str(tmp_path / "ev"),
             "CAREPATH_EVIDENCE_WITNESS": "none", "TERM": "xterm"}
