@@ -2,7 +2,8 @@
 
 Hospital monitoring pages on `systemctl is-system-running` not being `running`: a role must leave
 its host healthy after the converge and the idempotence re-run (the verifier runs after both), and
-after a restart of the host (a container restart boots systemd again).
+after a restart of the host (a container restart boots systemd again). And Ansible reached the
+host as it reaches a real one: over SSH, as the automation account (molecule/_shared/ssh_access.yml).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ def health(host) -> tuple[str, str]:
 
 def test_running_with_no_failed_unit_after_converge_and_rerun(host):
     assert health(host) == ("running", "")
+
+
+def test_ansible_logged_in_over_ssh_as_the_automation_account(host):
+    logins = host.run("journalctl --no-pager -o cat --grep 'Accepted publickey for carepath'")
+    assert logins.rc == 0 and "Accepted publickey for carepath" in logins.stdout, logins.stderr
 
 
 def test_running_with_no_failed_unit_after_a_restart(host):
