@@ -146,6 +146,36 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--broken", action="store_true", help="a release whose health check fails (HTTP 503)")
     sample.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default: dist/)")
 
+    hl7 = commands.add_parser("hl7", help="HL7 interface engines: reference engine releases, test messages over MLLP")
+    hl7_commands = hl7.add_subparsers(dest="hl7_command", required=True, metavar="ACTION")
+    hl7_sample = hl7_commands.add_parser(
+        "sample", help="build a release of the reference engine (for the lab and the tests)",
+        description="Writes carepath-hl7-engine-VERSION.tar.gz (reproducible: a version always has the same "
+        "SHA-256) and prints its path and digest.",
+    )
+    hl7_sample.add_argument("--version", required=True, help="the release version, e.g. 2.0.0")
+    hl7_sample.add_argument("--broken", choices=["noack", "ae"],
+                            help="a release the gate must refuse: noack never answers, ae answers AE")
+    hl7_sample.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default: dist/)")
+    send = hl7_commands.add_parser(
+        "send", help="send synthetic test traffic to an engine over MLLP and count the ACKs",
+        description="Each sender keeps one connection, sends one message at a time (unique MSH-10 "
+        "<sender>-<sequence>) and resends a message until it is ACKed. Messages are synthetic: no patient data.",
+    )
+    send.add_argument("host", help="the engine or its load balancer")
+    send.add_argument("--port", type=int, default=2575, help="MLLP port (default: 2575)")
+    amount = send.add_mutually_exclusive_group()
+    amount.add_argument("--count", type=int, help="messages per sender (default: 10)")
+    amount.add_argument("--duration", type=float, help="send for this many seconds instead")
+    send.add_argument("--senders", type=int, default=1, help="concurrent senders, one connection each (default: 1)")
+    send.add_argument("--rate", type=float, help="messages per second in all (default: as fast as ACKs come)")
+    send.add_argument("--ack-timeout", type=float, default=5.0, help="seconds to wait for an ACK before resending")
+    send.add_argument("--give-up-after", type=float, default=30.0,
+                      help="seconds a message is retried without an ACK before the sender stops (default: 30)")
+    send.add_argument("--ca", type=Path, help="speak TLS, checking the engine's certificate against this CA")
+    send.add_argument("--server-name", help="the name the certificate must hold (default: the host)")
+    send.add_argument("--prefix", default="CPSEND", help="sending application prefix (MSH-3; default: CPSEND)")
+
     ctl = commands.add_parser("controls", help="the control catalog: list, or sync what is derived from it")
     ctl_commands = ctl.add_subparsers(dest="controls_command", required=True, metavar="ACTION")
     ctl_commands.add_parser("list", help="print the control table")
@@ -316,6 +346,38 @@ def _cmd_webapp(project: Project, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hl7(project: Project, args: argparse.Namespace) -> int:
+    if args.hl7_command == "sample":
+        from carepath import engines
+
+        path, digest = engines.build_sample(args.version, args.out, broken=args.broken)
+        print(f"{path}\nsha256: {digest}")
+        return 0
+    import asyncio
+    import ssl
+
+    from carepath import mllp
+
+    if not 0 < args.port < 65536 or args.senders < 1 or (args.count is not None and args.count < 1) \
+            or (args.duration is not None and args.duration <= 0) or (args.rate is not None and args.rate <= 0):
+        raise CarepathError("--port must be 1-65535; --senders, --count, --duration and --rate more than 0")
+    if not args.prefix.isalnum():
+        raise CarepathError(f"--prefix {args.prefix!r} must be letters and digits only")
+    tls = None
+    if args.ca is not None:
+        try:
+            tls = ssl.create_default_context(cafile=str(args.ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise CarepathError(f"cannot use the CA {args.ca}: {exc}") from None
+    count = None if args.duration else (args.count or 10)
+    tallies = asyncio.run(mllp.send_many(
+        args.host, args.port, args.senders, count=count, rate=args.rate, duration=args.duration, prefix=args.prefix,
+        ack_timeout=args.ack_timeout, tls=tls, server_name=args.server_name, patience=args.give_up_after))
+    summary = mllp.summarize(tallies)
+    print(mllp.format_summary(summary))
+    return 0 if summary["unacked"] == 0 and summary["acked"] > 0 else 1
+
+
 def _cmd_controls(project: Project, args: argparse.Namespace) -> int:
     from carepath import controls
 
@@ -375,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         project = Project.discover()
         handlers = {
             "lab": _cmd_lab, "run": _cmd_run, "drift": _cmd_drift, "controls": _cmd_controls, "evidence": _cmd_evidence,
-            "change": _cmd_change, "webapp": _cmd_webapp,
+            "change": _cmd_change, "webapp": _cmd_webapp, "hl7": _cmd_hl7,
         }
         code = handlers[args.command](project, args)
         sys.stdout.flush()  # inside the try: a closed pipe is noticed here, not at interpreter exit

@@ -60,13 +60,14 @@ class Sender:
 
     def __init__(self, name: str, host: str, port: int, *, ack_timeout: float = 5.0, retry_delay: float = 0.2,
                  tls: ssl.SSLContext | None = None, server_name: str | None = None,
-                 finish_within: float = 30.0) -> None:
+                 finish_within: float = 30.0, patience: float | None = None) -> None:
         if not name or any(c in name for c in "|^~\\&-\r\n"):
             raise ValueError(f"sender name {name!r} must be non-empty, without '-' or HL7 delimiters")
         self.name, self.host, self.port = name, host, port
         self.ack_timeout, self.retry_delay = ack_timeout, retry_delay
         self.tls, self.server_name = tls, server_name
         self.finish_within = finish_within
+        self.patience = patience  # give a message up after this many seconds of failed tries (None: never)
         self._stop_seen: float | None = None
         self.tally = Tally(name)
         self._conn: tuple[hl7.mllp.HL7StreamReader, hl7.mllp.HL7StreamWriter] | None = None
@@ -89,6 +90,7 @@ class Sender:
         ``finish_within`` seconds more; then it is given up (False) and named in ``tally.unacked``."""
         msg = message(self.name, control_id)
         self.tally.sent += 1
+        first_try = time.monotonic()
         while True:
             self.tally.attempts += 1
             started = time.monotonic()
@@ -113,6 +115,9 @@ class Sender:
             except (OSError, asyncio.IncompleteReadError, ValueError, KeyError, hl7.HL7Exception) as err:
                 self.tally.count(type(err).__name__)
                 self.close()
+            if self.patience is not None and time.monotonic() - first_try > self.patience:
+                self.tally.unacked = control_id
+                return False
             if stop is not None and stop.is_set():
                 self._stop_seen = self._stop_seen or time.monotonic()
                 if time.monotonic() - self._stop_seen > self.finish_within:
@@ -152,3 +157,35 @@ async def send_many(host: str, port: int, senders: int, *, count: int | None = N
         await asyncio.sleep(duration)
         stop.set()
     return list(await asyncio.gather(*tasks))
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0-1) of ``values``, nearest rank; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+def summarize(tallies: list[Tally]) -> dict:
+    """Totals over senders: sent, acked, resends, unacked, errors by kind, ACK latency p50/p99 (ms)."""
+    latencies = [ms for t in tallies for ms in t.latencies_ms]
+    errors: dict[str, int] = {}
+    for t in tallies:
+        for kind, n in t.errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+    return {
+        "senders": len(tallies), "sent": sum(t.sent for t in tallies), "acked": sum(len(t.acked) for t in tallies),
+        "resends": sum(t.resends for t in tallies), "unacked": sum(1 for t in tallies if t.unacked),
+        "errors": dict(sorted(errors.items())), "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} ms"
+    errors = ", ".join(f"{kind} {n}" for kind, n in summary["errors"].items()) or "none"
+    return (f"{summary['senders']} sender(s): {summary['sent']} sent, {summary['acked']} ACKed, "
+            f"{summary['resends']} resent, {summary['unacked']} given up\n"
+            f"ACK latency p50 {ms(summary['p50_ms'])}, p99 {ms(summary['p99_ms'])}; errors: {errors}")

@@ -1,51 +1,19 @@
-"""Release artifacts of internal web apps, and the sample app the lab deploys.
+"""The sample internal web app the lab deploys (release artifacts: carepath.releases).
 
-A release artifact is a gzipped tarball whose top level holds the app and a manifest,
-``carepath-release.json`` (``{"app": ..., "version": ...}``); hosts verify its SHA-256 before
-anything is unpacked (roles/webapp). ``build_sample`` makes releases of the sample WSGI app
-(src/carepath/data/sample_webapp) byte for byte reproducibly, so a version always has the
-same digest.
+``build_sample`` makes releases of the sample WSGI app (src/carepath/data/sample_webapp) byte for
+byte reproducibly, so a version always has the same digest.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import json
-import re
-import tarfile
 from pathlib import Path
 
-from carepath.errors import CarepathError
+from carepath.releases import MANIFEST, build, check_version, sha256_file
+
+__all__ = ["MANIFEST", "SAMPLE_APP", "build_sample", "check_version", "sha256_file"]
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample_webapp"
 SAMPLE_APP = "carepath-sample"
-MANIFEST = "carepath-release.json"
-_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
-
-
-def check_version(version: str) -> str:
-    """A version usable as a directory name; raises a clear error otherwise."""
-    if not _VERSION.match(version) or ".." in version:
-        raise CarepathError(f"release version {version!r} is not valid",
-                            hint="use letters, digits, '.', '+', '_' and '-' (at most 64), e.g. 2.1.0")
-    return version
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime, info.uid, info.gid = len(data), 0o644, 0, 0, 0
-    info.uname = info.gname = "root"
-    tar.addfile(info, io.BytesIO(data))
 
 
 def build_sample(version: str, out_dir: Path, *, broken: bool = False) -> tuple[Path, str]:
@@ -53,38 +21,5 @@ def build_sample(version: str, out_dir: Path, *, broken: bool = False) -> tuple[
 
     ``broken`` makes a release whose health check fails (HTTP 503), to show the deploy gate.
     """
-    check_version(version)
-    manifest = {"app": SAMPLE_APP, "version": version, "selftest": "fail" if broken else "pass"}
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-        _add(tar, "app.py", (SAMPLE_DIR / "app.py").read_bytes())
-    _output_folder(out_dir)
-    path = out_dir / f"{SAMPLE_APP}-{version}.tar.gz"
-    try:
-        # mtime=0 and no file name in the gzip header: the same version always has the same bytes.
-        with path.open("wb") as handle, gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as gz:
-            gz.write(raw.getvalue())
-        digest = sha256_file(path)
-        # Next to it, in sha256sum's format (`sha256sum -c` checks it).
-        path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n", encoding="utf-8")
-    except OSError as exc:
-        raise CarepathError(f"cannot write the release {exc.filename or path}: {exc.strerror or exc}",
-                            hint="remove what is in the way, or choose another folder with --out") from None
-    return path, digest
-
-
-def _output_folder(out_dir: Path) -> None:
-    """Create the folder releases are written to, or say why it cannot be used.
-
-    ``--out`` names a folder: a file there (a common slip, giving the tarball's name) or a
-    path that cannot be created must be a message naming it, not a traceback.
-    """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CarepathError(f"--out {out_dir} is a file, not a folder",
-                            hint="give the folder to write the release into (it is created when missing)")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CarepathError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}",
-                            hint="choose a folder you may write to with --out") from None
+    return build(SAMPLE_APP, version, {"app.py": (SAMPLE_DIR / "app.py").read_bytes()}, out_dir,
+                 selftest="fail" if broken else "pass")
