@@ -21,6 +21,11 @@ description:
     command, a failed socket, a server gone in a reload), traffic moves back at once and the
     module fails saying why. If only retiring the old server fails, after the watch passed, the
     new server keeps the traffic and the module fails saying the old one needs a look.
+  - With O(cut_sessions) (TCP services such as MLLP, whose connections last for hours), the old
+    server stops taking new connections at the switch and its established sessions are shut down
+    at once (C(shutdown sessions server)), so that every client reconnects to the new server
+    instead of staying pinned to the old one; the drain does not wait for sessions that would
+    never end. If the watch fails, the new server's sessions are cut as the traffic moves back.
   - O(action=maint) puts O(server) in maintenance (before its release is replaced);
     O(action=status) only reads the servers of O(backend).
   - After every change the servers' state is saved to O(state_file) (C(show servers state)), which
@@ -56,6 +61,12 @@ options:
     description: Seconds to wait for the old server's sessions to end before it goes into maintenance.
     type: float
     default: 30
+  cut_sessions:
+    description:
+      - Shut down the old server's established sessions at the switch (and the new server's if the
+        traffic moves back), instead of waiting for them to end. For long-lived TCP sessions (MLLP).
+    type: bool
+    default: false
   state_file:
     description: Where the servers' state is saved after a change (HAProxy's C(server-state-file)).
     type: path
@@ -89,6 +100,10 @@ smoke:
   description: Outcome of the post-switch watch, C(passed) or C(failed), and the reason.
   returned: when O(action=switch)
   type: dict
+sessions_cut:
+  description: Sessions the old server held when they were shut down (O(cut_sessions)); 0 otherwise.
+  returned: when O(action=switch)
+  type: int
 """
 
 import csv
@@ -200,13 +215,22 @@ def watch(api, backend, server, seconds, start_total, started):
         time.sleep(0.1)
 
 
-def move_back(api, backend, server, old, state_file):
+def cut(api, backend, server):
+    """Shut down ``server``'s established sessions; returns how many it held just before."""
+    held = counter(api.servers(backend)[server], "scur")
+    api.command(f"shutdown sessions server {backend}/{server}")
+    return held
+
+
+def move_back(api, backend, server, old, state_file, cut_sessions=False):
     """Best effort after an interrupted switch: the old server ready, the new one out."""
     try:
         if old:
             api.command(f"set weight {backend}/{old} 100%")
             api.command(f"set server {backend}/{old} state ready")
         api.command(f"set server {backend}/{server} state maint")
+        if cut_sessions:
+            cut(api, backend, server)
         save_state(api, state_file)
     except INTERRUPTED as exc:
         return f"moving the traffic back failed too ({exc}): check HAProxy's servers by hand"
@@ -223,7 +247,13 @@ def switch(api, p, rows, result):
     api.command(f"set weight {backend}/{server} 100%")
     api.command(f"set server {backend}/{server} state ready")
     api.command(f"set server {backend}/{server} health up")
-    if old:
+    result["sessions_cut"] = 0
+    if old and p["cut_sessions"]:
+        # Long-lived sessions: no new connection to the old colour, and the established ones cut,
+        # so that their clients reconnect - to the new colour.
+        api.command(f"set server {backend}/{old} state drain")
+        result["sessions_cut"] = cut(api, backend, old)
+    elif old:
         # The old colour stays eligible (weight 1 of 100) while the new one is watched: a request
         # the new colour fails is retried there (retry-on, redispatch) instead of failing.
         api.command(f"set weight {backend}/{old} 1")
@@ -238,10 +268,12 @@ def retire(api, p):
     backend, old = p["backend"], p["from_server"]
     if old:
         api.command(f"set server {backend}/{old} state drain")
-        deadline = time.monotonic() + p["drain_timeout"]
+        deadline = time.monotonic() + (0 if p["cut_sessions"] else p["drain_timeout"])
         while time.monotonic() < deadline and counter(api.servers(backend)[old], "scur") > 0:
             time.sleep(0.1)
         api.command(f"set server {backend}/{old} state maint")
+        if p["cut_sessions"]:
+            cut(api, backend, old)  # a client that got in before the drain took effect
         api.command(f"set weight {backend}/{old} 100%")
     save_state(api, p["state_file"])
 
@@ -262,6 +294,7 @@ def main():
             "from_server": {"type": "str"},
             "smoke_seconds": {"type": "float", "default": 3},
             "drain_timeout": {"type": "float", "default": 30},
+            "cut_sessions": {"type": "bool", "default": False},
             "state_file": {"type": "path", "default": "/var/lib/haproxy/server-state"},
         },
         required_if=[("action", "switch", ["server"]), ("action", "maint", ["server"])],
@@ -310,10 +343,10 @@ def main():
         failure = switch(api, p, rows, result)
     except INTERRUPTED as exc:
         # The switch was interrupted half-way: put the traffic back.
-        back = move_back(api, backend, server, old, p["state_file"])
+        back = move_back(api, backend, server, old, p["state_file"], p["cut_sessions"])
         module.fail_json(msg=f"switch of {backend} to {server} interrupted: {reason(exc)}; {back}", **result)
     if failure:
-        back = move_back(api, backend, server, old, p["state_file"])
+        back = move_back(api, backend, server, old, p["state_file"], p["cut_sessions"])
         result["smoke"] = {"result": "failed", "reason": failure}
         result["servers"] = servers_or_empty(api, backend)
         module.fail_json(msg=f"post-switch check failed: {failure}; {back}", **result)

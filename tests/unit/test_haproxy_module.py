@@ -7,6 +7,7 @@ import socket
 import socketserver
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ COLUMNS = ["pxname", "svname", "qcur", "scur", "stot", "econ", "eresp", "status"
 _SET_STATE = re.compile(r"set server (\S+)/(\S+) state (ready|drain|maint)$")
 _SET_HEALTH = re.compile(r"set server (\S+)/(\S+) health (up|down)$")
 _SET_WEIGHT = re.compile(r"set weight (\S+)/(\S+) (\d+)(%?)$")
+_SHUTDOWN = re.compile(r"shutdown sessions server (\S+)/(\S+)$")
 
 
 class FakeHAProxy(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -54,6 +56,13 @@ class FakeHAProxy(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             if command == "show servers state":
                 return "1\n# be_id be_name srv_id srv_name\n" + "".join(
                     f"3 {b} 1 {s} {self.status(b, s)} {r['weight']}\n" for (b, s), r in self.rows.items())
+            match = _SHUTDOWN.match(command)
+            if match:  # HAProxy answers nothing; the sessions end
+                row = self.rows.get((match[1], match[2]))
+                if row is None:
+                    return "No such server.\n\n"
+                row["scur"] = 0
+                return "\n"
             for pattern, key in ((_SET_STATE, "admin"), (_SET_HEALTH, "health"), (_SET_WEIGHT, "weight")):
                 match = pattern.match(command)
                 if match:
@@ -307,3 +316,42 @@ def test_a_server_removed_by_a_reload_mid_switch_is_a_clear_failure(fake: FakeHA
     assert result["failed"] and "interrupted: HAProxy no longer lists server 'app1_green'" in result["msg"]
     assert fake.rows[(BACKEND, "app1_blue")]["admin"] == "ready"
     assert fake.rows[(BACKEND, "app1_blue")]["weight"] == 100
+
+
+def test_cut_sessions_moves_long_lived_sessions_at_the_switch(fake: FakeHAProxy, tmp_path: Path) -> None:
+    # MLLP: the old colour holds 4 persistent sessions that would never end by themselves.
+    fake.rows[(BACKEND, "app1_blue")]["scur"] = 4
+    result = switch(fake, tmp_path, cut_sessions=True, drain_timeout=30)
+    assert not result["failed"] and result["sessions_cut"] == 4, result
+    commands = fake.commands
+    drain = commands.index(f"set server {BACKEND}/app1_blue state drain")
+    shutdown = commands.index(f"shutdown sessions server {BACKEND}/app1_blue")
+    ready = commands.index(f"set server {BACKEND}/app1_green state ready")
+    assert ready < drain < shutdown  # the new colour takes connections before the old ones are cut
+    assert f"set weight {BACKEND}/app1_blue 1" not in commands  # no share of new connections for the old
+    assert (fake.status(BACKEND, "app1_green"), fake.status(BACKEND, "app1_blue")) == ("UP", "MAINT")
+
+
+def test_cut_sessions_does_not_wait_out_the_drain_timeout(fake: FakeHAProxy, tmp_path: Path) -> None:
+    def reconnecting_client(haproxy: FakeHAProxy) -> None:  # a session that is never idle
+        if haproxy.rows[(BACKEND, "app1_blue")]["admin"] == "drain":
+            haproxy.rows[(BACKEND, "app1_blue")]["scur"] = 1
+    fake.on_show_stat = reconnecting_client
+    started = time.monotonic()
+    result = switch(fake, tmp_path, cut_sessions=True, drain_timeout=30, smoke_seconds=0.2)
+    assert not result["failed"] and time.monotonic() - started < 10
+    assert fake.commands.count(f"shutdown sessions server {BACKEND}/app1_blue") == 2
+    assert fake.status(BACKEND, "app1_blue") == "MAINT"
+
+
+def test_cut_sessions_cuts_the_new_colours_sessions_when_the_traffic_moves_back(
+        fake: FakeHAProxy, tmp_path: Path) -> None:
+    def fail_under_load(haproxy: FakeHAProxy) -> None:
+        green = haproxy.rows[(BACKEND, "app1_green")]
+        if green["admin"] == "ready":
+            green.update(scur=3, health="DOWN")
+    fake.on_show_stat = fail_under_load
+    result = switch(fake, tmp_path, cut_sessions=True)
+    assert result["failed"] and "traffic moved back to app1_blue" in result["msg"]
+    assert f"shutdown sessions server {BACKEND}/app1_green" in fake.commands
+    assert fake.rows[(BACKEND, "app1_green")]["scur"] == 0 and fake.status(BACKEND, "app1_blue") == "UP"
