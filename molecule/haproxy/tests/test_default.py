@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import ssl
+from pathlib import Path
+
 import pytest
 import testinfra
-from conftest import haproxy_command, haproxy_servers
+from conftest import container_address, haproxy_command, haproxy_servers
+
+from carepath import mllp
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +60,39 @@ def test_a_colour_in_maintenance_stays_there_after_a_reload(lb):
     finally:
         haproxy_command(lb, "set server be_carepath-sample/haproxy-app_green state ready")
         haproxy_command(lb, "show servers state", to_file="/var/lib/haproxy/server-state")
+
+
+# --- TCP services: an HL7 engine's MLLP listener ----------------------------------------------
+
+
+def _lb_address() -> str:
+    return container_address("haproxy-lb")
+
+
+def test_mllp_through_the_load_balancer_is_stored_and_acked(lb):
+    tally = asyncio.run(mllp.Sender("CPMOL", _lb_address(), 2575, ack_timeout=5, patience=20).run(count=5))
+    assert len(tally.acked) == 5 and not tally.unacked, tally
+    app = testinfra.get_host("podman://haproxy-app")
+    status = json.loads(app.check_output("curl -s http://127.0.0.1:12580/status"))
+    assert status["acked"] >= 5
+
+
+def test_engine_colours_are_checked_with_the_hl7_test_message(lb):
+    # Only blue runs: the HL7 check tells them apart, and the engine counted the checks as tests.
+    assert haproxy_servers(lb, "be_adt") == {"haproxy-app_blue": "UP", "haproxy-app_green": "DOWN"}
+    app = testinfra.get_host("podman://haproxy-app")
+    status = json.loads(app.check_output("curl -s http://127.0.0.1:12580/status"))
+    assert status["probes_acked"] > 0 and status["destinations"] == {}
+    config = lb.file("/etc/haproxy/haproxy.cfg").content_string
+    assert "timeout client 3600s" in config and "on-marked-down shutdown-sessions" in config
+
+
+def test_mllp_over_tls_is_terminated_with_the_site_ca(lb):
+    work = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    context = ssl.create_default_context(cafile=str(work / "tls" / "ca.crt"))
+    sender = mllp.Sender("CPTLS", _lb_address(), 2576, tls=context, server_name="haproxy-lb.hospital.example",
+                         ack_timeout=5, patience=20)
+    tally = asyncio.run(sender.run(count=3))
+    assert len(tally.acked) == 3, tally
+    plain = asyncio.run(mllp.Sender("CPPLAIN", _lb_address(), 2576, ack_timeout=2, patience=3).run(count=1))
+    assert not plain.acked
