@@ -26,12 +26,17 @@ ACCEPT = ("AA", "CA")
 
 def message(sender: str, control_id: str, processing: str = "P") -> hl7.Message:
     """A synthetic ADT^A08 from ``sender`` with MSH-10 ``control_id``."""
+    return hl7.parse(message_text(sender, control_id, processing))
+
+
+def message_text(sender: str, control_id: str, processing: str = "P") -> str:
+    """The same message as HL7 text (segments joined by carriage returns), without parsing it."""
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S")
-    return hl7.parse("\r".join([
+    return "\r".join([
         f"MSH|^~\\&|{sender}|CAREPATH-LAB|ENGINE|CAREPATH-LAB|{stamp}||ADT^A08^ADT_A01|{control_id}|{processing}|2.5.1",
         f"EVN|A08|{stamp}",
         f"PID|1||SYN{control_id.rsplit('-', 1)[-1]}^^^CAREPATH-LAB^MR||SYNTHETIC^TEST",
-    ]))
+    ]) + "\r"
 
 
 @dataclass
@@ -88,7 +93,7 @@ class Sender:
     async def send_one(self, control_id: str, stop: asyncio.Event | None = None) -> bool:
         """Send until ACKed (True). Once ``stop`` is set, the message in flight keeps being sent for
         ``finish_within`` seconds more; then it is given up (False) and named in ``tally.unacked``."""
-        msg = message(self.name, control_id)
+        block = message_text(self.name, control_id).encode("utf-8")
         self.tally.sent += 1
         first_try = time.monotonic()
         while True:
@@ -96,7 +101,7 @@ class Sender:
             started = time.monotonic()
             try:
                 reader, writer = await self._connection()
-                writer.writemessage(msg)
+                writer.writeblock(block)
                 await writer.drain()
                 while True:  # an ACK for an earlier try of another message is skipped
                     ack = await asyncio.wait_for(reader.readmessage(), self.ack_timeout)

@@ -91,7 +91,7 @@ def test_tls_with_the_lab_ca_hsts_and_http_redirect(live: Lab):
     assert old.returncode != 0
 
 
-def test_deploy_rollback_refused_release_and_redeploy_under_load_lose_no_request(
+def test_deploy_rollback_refused_release_redeploy_and_reloads_under_load_lose_no_request(
         live: Lab, releases: dict[str, tuple[Path, str]]):
     windows: list[loadgen.Window] = []
 
@@ -112,6 +112,11 @@ def test_deploy_rollback_refused_release_and_redeploy_under_load_lose_no_request
         assert "Traffic never moved" in broken.stdout
         again = step(lambda: deploy(live, releases, "2.0.0"), {"1.0.0", "2.0.0"}, "2.0.0")
         assert again.returncode == 0, again.stdout[-4000:]
+        # A configuration change reloads HAProxy while clients hold keep-alive connections.
+        for _ in range(3):
+            reload = step(lambda: live.ssh("it-lb", "sudo systemctl reload haproxy"), {"2.0.0"}, "2.0.0")
+            assert reload.returncode == 0, reload.stderr
+            time.sleep(1)
         time.sleep(1)
     result = load.result
     assert result is not None

@@ -188,29 +188,31 @@ class Engine:
     async def handle(self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
         self.connections += 1
         peer = writer.get_extra_info("peername")
+        stop = asyncio.ensure_future(self.stopping.wait())
         try:
             while not self.stopping.is_set():
-                read = asyncio.ensure_future(reader.readmessage())
-                stop = asyncio.ensure_future(self.stopping.wait())
+                read = asyncio.ensure_future(reader.readblock())
                 done, _ = await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if read not in done:
                     read.cancel()
                     break  # draining: the message being read was not ACKed; the sender resends it
-                stop.cancel()
                 try:
-                    message = read.result()
+                    block = read.result()
+                    # Stored as received, byte for byte; parsed by python-hl7 for its header.
+                    message = hl7.parse(block.decode(reader.encoding, reader.encoding_errors))
                 except (asyncio.IncompleteReadError, ConnectionError):
                     break
                 except (ValueError, hl7.mllp.InvalidBlockError, hl7.HL7Exception) as err:
                     LOG.warning("unreadable block from %s closed the connection: %s", peer, type(err).__name__)
                     break
-                if not await self.answer(message, writer):
+                if not await self.answer(message, block, writer):
                     break
         finally:
+            stop.cancel()
             self.connections -= 1
             writer.close()
 
-    async def answer(self, message: hl7.Message, writer: hl7.mllp.HL7StreamWriter) -> bool:
+    async def answer(self, message: hl7.Message, body: bytes, writer: hl7.mllp.HL7StreamWriter) -> bool:
         """Store and ACK one message; False when the connection should close."""
         try:
             msh = message.segment("MSH")
@@ -227,7 +229,6 @@ class Engine:
             return True
         assert self.queue is not None
         stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        body = str(message).encode("utf-8")
         await self.queue.put((control, sender, probe, body, stored))
         try:
             await stored
