@@ -12,7 +12,9 @@ short_description: Wait, on the host, until a release's health endpoint answers 
 description:
   - The health gate of a blue-green deploy. Polls O(url) from the managed host every
     O(interval) seconds until it answers HTTP 200 with a JSON body whose C(version) is
-    O(version), or until O(deadline) seconds have passed.
+    O(version) (and which holds O(fields)), or until O(deadline) seconds have passed.
+  - With O(fields) it also waits for a state, such as an HL7 engine's status reporting
+    C(queued) 0 once it gave up the traffic (roles/hl7_engine).
   - The deadline is wall-clock time on the host. A loop of M(ansible.builtin.uri) with
     C(retries) pays a whole module round trip per try (seconds each on a loaded controller), so a
     release that never becomes healthy was refused only after several minutes; here every try
@@ -28,6 +30,10 @@ options:
     description: The version the JSON body's C(version) must name; empty accepts any 200.
     type: str
     default: ""
+  fields:
+    description: Top-level fields the JSON body must hold with exactly these values.
+    type: dict
+    default: {}
   deadline:
     description: Seconds to keep trying; at least one try is always made.
     type: float
@@ -54,6 +60,13 @@ EXAMPLES = r"""
     url: http://127.0.0.1:8081/healthz
     version: 2.0.0
     deadline: 15
+
+- name: Wait until the engine that gave up the traffic has routed its queue
+  carepath_health:
+    url: http://127.0.0.1:8581/status
+    fields: {queued: 0}
+    deadline: 60
+  register: drained
 """
 
 RETURN = r"""
@@ -73,6 +86,14 @@ answer:
   description: The last answer, short (C(HTTP 503 ...) or the connection error).
   returned: always
   type: str
+first_body:
+  description: The JSON body of the first answer (e.g. the queue when the wait began); null when it had none.
+  returned: always
+  type: dict
+body:
+  description: The JSON body of the last answer; null when it had none.
+  returned: always
+  type: dict
 """
 
 import contextlib
@@ -83,39 +104,50 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 
-def probe(url, version, timeout):
-    """(healthy, a short description of the answer) for one request."""
+def probe(url, version, timeout, fields=None):
+    """(healthy, a short description of the answer, the JSON body or None) for one request."""
     try:
         response = open_url(url, timeout=timeout, validate_certs=False, follow_redirects="none")
         status, body = response.getcode(), response.read(4096).decode("utf-8", "replace")
     except Exception as err:  # noqa: BLE001 - every failure to answer is an answer: not healthy
         status = getattr(err, "code", None)
         if status is None:
-            return False, str(getattr(err, "reason", err))[:160]
+            return False, str(getattr(err, "reason", err))[:160], None
         body = ""
         with contextlib.suppress(Exception):  # an HTTPError's body, when it has one
             body = err.read(4096).decode("utf-8", "replace")
     answer = f"HTTP {status} {' '.join(body.split())[:120]}".strip()
-    if status != 200:
-        return False, answer
-    if not version:
-        return True, answer
     try:
-        found = json.loads(body).get("version")
-    except (ValueError, AttributeError):
-        return False, answer + " (no JSON version)"
-    return found == version, answer
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    doc = doc if isinstance(doc, dict) else None
+    if status != 200:
+        return False, answer, doc
+    if not version and not fields:
+        return True, answer, doc
+    if doc is None:
+        return False, answer + " (no JSON body)", None
+    if version and doc.get("version") != version:
+        return False, answer, doc
+    wrong = sorted(k for k, v in (fields or {}).items() if doc.get(k) != v)
+    if wrong:
+        return False, answer + f" (waiting for {', '.join(f'{k}={fields[k]!r}' for k in wrong)})", doc
+    return True, answer, doc
 
 
-def wait_healthy(url, version, deadline, interval, timeout, clock=time.monotonic, sleep=time.sleep):
+def wait_healthy(url, version, deadline, interval, timeout, clock=time.monotonic, sleep=time.sleep, fields=None):
     start = clock()
     attempts = 0
+    first = None
     while True:
         attempts += 1
-        healthy, answer = probe(url, version, timeout)
+        healthy, answer, doc = probe(url, version, timeout, fields)
+        first = doc if attempts == 1 else first
         elapsed = clock() - start
         if healthy or elapsed + interval > deadline:
-            return {"healthy": healthy, "attempts": attempts, "elapsed": round(elapsed, 3), "answer": answer}
+            return {"healthy": healthy, "attempts": attempts, "elapsed": round(elapsed, 3), "answer": answer,
+                    "first_body": first, "body": doc}
         sleep(interval)
 
 
@@ -124,6 +156,7 @@ def main():
         argument_spec={
             "url": {"type": "str", "required": True},
             "version": {"type": "str", "default": ""},
+            "fields": {"type": "dict", "default": {}},
             "deadline": {"type": "float", "default": 15},
             "interval": {"type": "float", "default": 0.5},
             "timeout": {"type": "float", "default": 2},
@@ -133,7 +166,7 @@ def main():
     p = module.params
     if p["deadline"] < 0 or p["interval"] <= 0 or p["timeout"] <= 0:
         module.fail_json(msg="deadline must be 0 or more, interval and timeout more than 0")
-    result = wait_healthy(p["url"], p["version"], p["deadline"], p["interval"], p["timeout"])
+    result = wait_healthy(p["url"], p["version"], p["deadline"], p["interval"], p["timeout"], fields=p["fields"])
     if not result["healthy"]:
         module.fail_json(msg=f"{p['url']} was not healthy within {p['deadline']:g} s ({result['attempts']} tries): "
                              f"{result['answer']}", changed=False, **result)

@@ -49,9 +49,12 @@ from carepath.runner import new_run_id
 
 CONTROL_TAG = re.compile(r"^cp_([a-z]+)_(\d+)$")
 STATUSES = ("ok", "changed", "failed", "skipped", "unreachable")
-#: Fields of a release event (carepath_webapp_state's ``carepath_release``) kept in evidence.
-RELEASE_FIELDS = ("app", "action", "version", "colour", "from_version", "run_id", "at", "gate_passed_at",
-                  "switch_seconds", "reason")
+#: Fields of a release event (carepath_bluegreen_state's ``carepath_release``) kept in evidence:
+#: which service, release, colour and run, and for a cutover of long-lived sessions (HL7 engines)
+#: the sessions cut and the old colour's queue at the switch and how long it took to drain.
+RELEASE_FIELDS = ("app", "kind", "action", "version", "colour", "from_version", "run_id", "at", "gate_passed_at",
+                  "switch_seconds", "sessions_cut", "acked_at_switch", "queued_at_switch", "drained_seconds",
+                  "reason")
 
 
 def utc(ts: float | None = None) -> str:
@@ -278,7 +281,7 @@ class Recorder:
                                 for r in reports if isinstance(r, Mapping)]
         release = result.get("carepath_release")
         if isinstance(release, Mapping) and not no_log:
-            # What a deploy or rollback did (roles/webapp): which app, release, colour and run.
+            # What a deploy or rollback did (roles/bluegreen): which service, release, colour and run.
             data["release"] = {k: self.redactor.text(str(release[k]))[:300]
                                for k in RELEASE_FIELDS if release.get(k) is not None}
         if isinstance(result.get("results"), list):

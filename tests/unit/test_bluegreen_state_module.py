@@ -9,11 +9,11 @@ import pytest
 
 from tests.unit import modules
 
-webapp_state = modules.load("carepath_webapp_state")
+bluegreen_state = modules.load("carepath_bluegreen_state")
 
 
 def run(check: bool = False, **args: object) -> dict:
-    return modules.run(webapp_state, check, **args)
+    return modules.run(bluegreen_state, check, **args)
 
 
 def event(directory: Path, action: str, version: str, colour: str | None = None, check: bool = False, **extra: str) -> dict:
@@ -122,3 +122,22 @@ def test_an_event_that_moves_a_colour_must_name_it(tmp_path: Path, action: str) 
     assert result["failed"] and "event.colour must be blue or green" in result["msg"]
     # Nothing was recorded: the history holds the first event only.
     assert [h["version"] for h in history(tmp_path)] == ["1.0"]
+
+
+def test_a_cutover_keeps_its_kind_and_counts_and_drained_is_history_only(tmp_path: Path) -> None:
+    engine = tmp_path / "adt"
+    event(engine, "installed", "1.0", "blue")
+    switched = run(dir=str(engine), kind="hl7_engine",
+                   event={"action": "activated", "version": "1.0", "colour": "blue", "run_id": "r", "sessions_cut": 3})
+    assert switched["carepath_release"]["kind"] == "hl7_engine" and switched["carepath_release"]["sessions_cut"] == 3
+    before = json.loads((engine / "state.json").read_text())
+    drained = run(dir=str(engine), kind="hl7_engine",
+                  event={"action": "drained", "version": "1.0", "colour": "green", "queued_at_switch": 7,
+                         "drained_seconds": 0.4})
+    assert drained["changed"] and json.loads((engine / "state.json").read_text()) == before
+    assert history(engine)[-1]["queued_at_switch"] == 7 and history(engine)[-1]["kind"] == "hl7_engine"
+
+
+def test_event_values_must_be_scalars(tmp_path: Path) -> None:
+    result = run(dir=str(tmp_path / "adt"), event={"action": "drained", "version": "1.0", "stats": {"a": 1}})
+    assert result["failed"] and "stats" in result["msg"] and not (tmp_path / "adt").exists()

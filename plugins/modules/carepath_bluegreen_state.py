@@ -1,16 +1,17 @@
 #!/usr/bin/python
 # Copyright: carepath contributors
 # Apache License 2.0 (see LICENSE)
-"""The blue-green state of a web app on one host (active colour, releases, bad ones) and its history."""
+"""The blue-green state of a service on one host (active colour, releases, bad ones) and its history."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: carepath_webapp_state
-short_description: Read or record the blue-green state and history of a web app on a host
+module: carepath_bluegreen_state
+short_description: Read or record the blue-green state and history of a service on a host
 description:
-  - The state (C(state.json)) holds the active colour, the release each colour runs, the
+  - One state and history for every service delivered blue-green (web apps, HL7 engines;
+    roles/bluegreen). The state (C(state.json)) holds the active colour, the release each colour runs, the
     releases that went live in order (C(activations)) and the releases marked bad with why.
   - O(event) records what a deploy or rollback did. It is appended to C(history.jsonl), one JSON
     object per line (when, which run, what, which version and colour), and applied to the
@@ -21,15 +22,21 @@ version_added: "0.1.0"
 author: carepath contributors
 options:
   dir:
-    description: The app's state directory.
+    description: The service's state directory; its name is the service's name.
     type: path
     required: true
+  kind:
+    description: The kind of service (C(webapp), C(hl7_engine)), kept with each recorded event.
+    type: str
   event:
     description:
       - What happened. C(action) is one of C(installed) (a release went into a colour),
         C(activated) (traffic moved to the colour), C(gate_failed) and C(smoke_failed)
-        (the release is marked bad), C(rolled_back) (traffic moved back to an earlier release);
+        (the release is marked bad), C(rolled_back) (traffic moved back to an earlier release),
+        C(drained) (the colour that gave up the traffic finished its work; history only);
         C(version), C(colour) and C(run_id) say which, C(reason) says why.
+      - Other keys with scalar values (C(sessions_cut), C(queued_at_switch), C(drained_seconds), ...)
+        are kept in the history as they are.
     type: dict
 notes:
   - Supports check mode (nothing is written).
@@ -37,12 +44,12 @@ notes:
 
 EXAMPLES = r"""
 - name: Read the state
-  carepath_webapp_state:
+  carepath_bluegreen_state:
     dir: /var/lib/carepath/webapp/scheduling
   register: state
 
 - name: Record the switch
-  carepath_webapp_state:
+  carepath_bluegreen_state:
     dir: /var/lib/carepath/webapp/scheduling
     event: {action: activated, version: 2.0.0, colour: green, run_id: "{{ run_id }}"}
 """
@@ -58,8 +65,8 @@ rollback_target:
   type: dict
 carepath_release:
   description:
-    - The event recorded, with the app's name (the state directory's name); the evidence
-      callback keeps it in the run's audit evidence.
+    - The event recorded, with the service's name (C(app), the state directory's name) and
+      O(kind); the evidence callback keeps it in the run's audit evidence.
   returned: when O(event) is given
   type: dict
 """
@@ -71,7 +78,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-ACTIONS = ("installed", "activated", "gate_failed", "smoke_failed", "rolled_back")
+ACTIONS = ("installed", "activated", "gate_failed", "smoke_failed", "rolled_back", "drained")
 COLOURS = ("blue", "green")
 
 
@@ -133,7 +140,7 @@ def rollback_target(state):
 
 def main():
     module = AnsibleModule(
-        argument_spec={"dir": {"type": "path", "required": True}, "event": {"type": "dict"}},
+        argument_spec={"dir": {"type": "path", "required": True}, "kind": {"type": "str"}, "event": {"type": "dict"}},
         supports_check_mode=True,
     )
     directory, event = module.params["dir"], module.params["event"]
@@ -141,7 +148,12 @@ def main():
     state = load(state_path)
     changed = False
     if event:
-        event = {k: v for k, v in event.items() if v is not None}
+        event = {k: v for k, v in event.items() if v is not None and v != ""}
+        odd = sorted(k for k, v in event.items() if not isinstance(v, (str, int, float, bool)))
+        if odd:
+            module.fail_json(msg=f"event values must be scalars: {', '.join(odd)}")
+        if module.params["kind"]:
+            event["kind"] = module.params["kind"]
         if event.get("action") not in ACTIONS:
             module.fail_json(msg=f"event.action must be one of {', '.join(ACTIONS)}")
         needs_colour = event["action"] in ("installed", "activated", "rolled_back")
