@@ -37,6 +37,30 @@ def test_phi_patterns_are_masked(phi: str) -> None:
     assert MASK in masked and not any(part in masked for part in ("078-05", "ZX998", "1960", "DOE^JANE"))
 
 
+# Synthetic HL7 v2 messages with a canary in a segment other than PID each time: a message quoted
+# in an error must leave nothing of itself in the evidence, whatever segment holds the data.
+HL7_CANARY = "QXCANARY"
+HL7_MESSAGES = [
+    "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20261206||ORU^R01|QX1|P|2.5\rPID|1||QX-4455^^^HOSP^MR\r"
+    "OBX|1|NM|GLU^Glucose||QXCANARY|mg/dl",
+    "MSH|^~\\&|ADT|HOSP|LAB|HOSP|20261206||ADT^A01|QX2|P|2.5\nEVN|A01\nNK1|1|QXCANARY^NEXTOFKIN|SPO",
+    "MSH|^~\\&|ADT|HOSP|LAB|HOSP|20261206||ADT^A08|QX3|P|2.5\\rPV1|1|I|WARD^QXCANARY",  # escaped CR, one line
+    "\x0bMSH|^~\\&|A|B|C|D|20261206||ADT^A08|QX4|P|2.5\rZPI|1|QXCANARY\x1c\r",  # an MLLP frame
+]
+
+
+@pytest.mark.parametrize("message", HL7_MESSAGES)
+def test_whole_hl7_messages_are_masked_whatever_segment_holds_the_data(message: str) -> None:
+    masked = Redactor().text(f"destination answered AE for: {message} (retrying)")
+    assert HL7_CANARY not in masked and "QX-4455" not in masked and "|" not in masked, masked
+    assert masked.startswith("destination answered AE for: ") and MASK in masked
+
+
+def test_ordinary_text_with_pipes_is_left_alone() -> None:
+    text = "filter {{ x | default('a') }} and HL7 probe AA from 127.0.0.1:12575"
+    assert Redactor().text(text) == text
+
+
 def test_a_site_specific_mrn_format_can_be_added() -> None:
     redactor = Redactor(extra_patterns={"mrn": r"\bH\d{8}\b"})
     assert redactor.text("chart H12345678") == f"chart {MASK}"

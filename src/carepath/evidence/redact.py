@@ -8,7 +8,10 @@ task's message, a task name) pass through :class:`Redactor`, which:
   environment variables, anything registered with :meth:`Redactor.add_secret`) and the forms a
   playbook turns it into in one filter (see :func:`variants`);
 - masks PHI-like patterns: US SSNs, medical record numbers (a configurable pattern), dates
-  of birth, and whole HL7 v2 PID segments.
+  of birth, and whole HL7 v2 messages: every segment (``MSH|``, ``PID|``, ``OBX|``, ``NK1|``,
+  Z-segments, any three-character segment ID and ``|``) to the end of its line, so a message
+  quoted in an error, one segment per line or all on one line with escaped carriage returns,
+  leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-POLICY_VERSION = "carepath.redaction/1"
+POLICY_VERSION = "carepath.redaction/2"
 MASK = "[REDACTED]"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 
@@ -33,13 +36,14 @@ CONNECTION_SECRET = re.compile(r"(?i)^ansible_\w*pass")
 # Settings such as ANSIBLE_HOST_KEY_CHECKING=True match SECRET_ENV by name; their values are
 # switches: masking them would mask every "True" in the evidence and hide no secret.
 NOT_SECRET_VALUE = re.compile(r"(?i)(true|false|yes|no|on|off|none)")
-# Applied in this order: the labelled identifiers first, so that a PID segment masked to the end
-# of its line cannot carry away the label of a value wrapped onto the next line.
+# Applied in this order: the labelled identifiers first, so that an HL7 segment masked to the end
+# of its line cannot carry away the label of a value wrapped onto the next line. Any segment:
+# patient data is not only in PID (NK1 next of kin, OBX results, PV1 visits, Z-segments).
 PHI_PATTERNS: dict[str, str] = {
     "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
     "dob": r"(?i)\b(?:dob|date of birth|birth ?date)\s*[:=]?\s*\d{4}-?\d{2}-?\d{2}\b",
     "mrn": r"(?i)\bMRN\s*[:#=]?\s*[A-Z0-9-]{4,}\b",
-    "hl7_pid": r"(?m)PID\|[^\r\n]*",
+    "hl7_segment": r"(?m)(?<![A-Za-z0-9])[A-Z][A-Z0-9]{2}\|[^\r\n\x1c]*",
 }
 
 
