@@ -99,12 +99,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def weblab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A load balancer and two app hosts (Debian 12 and 13) for the blue-green web app tests."""
+    """A load balancer and two app hosts (Debian 12 and 13) for the blue-green web app tests, and the
+    HL7 tests' engine load balancer (the same HAProxy), engine host (it-app1) and downstream system
+    (it-app2): one lab for both deliveries, as a site would run them."""
     the_lab = make_lab(
         tmp_path_factory.mktemp("weblab"), "cpwebit",
-        [{"name": "it-lb", "release": "bookworm", "groups": ["webapp_lb"]},
-         {"name": "it-app1", "release": "bookworm", "groups": ["webapp_hosts"]},
-         {"name": "it-app2", "release": "trixie", "groups": ["webapp_hosts"]}],
+        [{"name": "it-lb", "release": "bookworm", "groups": ["webapp_lb", "hl7_lb"]},
+         {"name": "it-app1", "release": "bookworm", "groups": ["webapp_hosts", "hl7_engines"]},
+         {"name": "it-app2", "release": "trixie", "groups": ["webapp_hosts", "hl7_sinks"]}],
     )
     carepath("lab", "down", *the_lab.args())
     proc = carepath("lab", "up", *the_lab.args())

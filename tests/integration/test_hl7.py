@@ -1,0 +1,182 @@
+"""Blue-green delivery of the reference HL7 engine on a lab of real hosts, under MLLP load.
+
+The `weblab` fixture's HAProxy (it-lb, MLLP on 2575) sends to the engine host it-app1, whose
+engines route to the downstream system on it-app2 (playbooks/lab_hl7_sink.yml), which keeps
+every message it ACKs as a file named after its MSH-10. Four senders keep persistent
+connections busy at 200 messages/s (unique MSH-10s, resend until ACKed, one at a time) while
+releases are deployed, rolled back, refused, and the new engine is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from carepath import engines, mllp
+from tests.conftest import ROOT, carepath
+from tests.integration.conftest import Lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("weblab")]
+
+ENGINE = "adt"
+STATE_DIR = f"/var/lib/carepath/hl7_engine/{ENGINE}"
+RECEIVED = "/var/lib/carepath/hl7-sink/received"
+STATUS_PORTS = {"blue": 12585, "green": 12586}
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
+    """Engine releases: 1.0.0, 2.0.0 and 2.1.0 work; 3.0.0 never ACKs; 3.1.0 answers AE."""
+    out = tmp_path_factory.mktemp("hl7-releases")
+    built = {v: engines.build_sample(v, out) for v in ("1.0.0", "2.0.0", "2.1.0")}
+    built["3.0.0"] = engines.build_sample("3.0.0", out, broken="noack")
+    built["3.1.0"] = engines.build_sample("3.1.0", out, broken="ae")
+    return built
+
+
+def run(lab: Lab, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return carepath("run", playbook, "-i", str(lab.inventory), *extra)
+
+
+def deploy(lab: Lab, releases: dict[str, tuple[Path, str]], version: str) -> subprocess.CompletedProcess[str]:
+    path, digest = releases[version]
+    return run(lab, "deploy_hl7_engine", "-e", f"hl7_engine_version={version}",
+               "-e", f"hl7_engine_artifact_src={path}", "-e", f"hl7_engine_artifact_sha256={digest}")
+
+
+def engine_state(lab: Lab) -> dict:
+    return json.loads(lab.ssh("it-app1", f"sudo cat {STATE_DIR}/state.json").stdout)
+
+
+def engine_status(lab: Lab, colour: str) -> dict:
+    return json.loads(lab.ssh("it-app1", f"curl -s http://127.0.0.1:{STATUS_PORTS[colour]}/status").stdout)
+
+
+def received(lab: Lab) -> list[str]:
+    """MSH-10 of every message the sink ACKed, in the order it stored them (duplicates kept)."""
+    names = lab.ssh("it-app2", f"sudo ls {RECEIVED}").stdout.split()
+    return [re.sub(r"^\d+-", "", name).removesuffix(".hl7") for name in sorted(names)]
+
+
+def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
+    match = re.search(r"carepath: evidence (\S+)", proc.stdout + proc.stderr)
+    assert match, "carepath run printed no evidence bundle"
+    events = [json.loads(line) for line in (ROOT / match.group(1) / "events.jsonl").read_text().splitlines()]
+    return [{"host": e["host"], **e["data"]["release"]} for e in events if "release" in e.get("data", {})]
+
+
+class Senders:
+    """``count`` at-least-once MLLP senders on persistent connections, in a thread, until stopped."""
+
+    def __init__(self, host: str, port: int, count: int = 4, rate: float = 200.0) -> None:
+        self.workers = [mllp.Sender(f"ITHL{i + 1:02d}", host, port, ack_timeout=5, retry_delay=0.2)
+                        for i in range(count)]
+        self.rate = rate / count
+        self.tallies: list[mllp.Tally] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._ready.set()
+        self.tallies = list(await asyncio.gather(*(w.run(rate=self.rate, stop=self._stop) for w in self.workers)))
+
+    def acked(self) -> int:
+        return sum(len(w.tally.acked) for w in self.workers)
+
+    def __enter__(self) -> Senders:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(120)
+
+
+@pytest.fixture(scope="module")
+def hl7live(weblab: Lab, releases: dict[str, tuple[Path, str]]) -> Iterator[Lab]:
+    """The downstream system running and engine release 1.0.0 live on it-app1."""
+    sink = run(weblab, "lab_hl7_sink")
+    assert sink.returncode == 0, sink.stdout[-4000:] + sink.stderr[-2000:]
+    first = deploy(weblab, releases, "1.0.0")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    yield weblab
+
+
+def test_deploy_rollback_refusals_and_a_killed_engine_under_load_lose_no_acked_message(
+        hl7live: Lab, releases: dict[str, tuple[Path, str]]):
+    lab = hl7live
+    before = set(received(lab))
+    timings: dict[str, float] = {}
+
+    def step(name: str, action) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
+        started = time.monotonic()
+        proc = action()
+        timings[name] = time.monotonic() - started
+        return proc
+
+    with Senders(lab.hosts["it-lb"], 2575) as senders:
+        time.sleep(3)
+        assert senders.acked() > 100, "no traffic flows through the load balancer"
+        up = step("deploy", lambda: deploy(lab, releases, "2.0.0"))
+        assert up.returncode == 0, up.stdout[-4000:]
+        back = step("rollback", lambda: run(lab, "rollback_hl7_engine"))
+        assert back.returncode == 0, back.stdout[-4000:]
+        for broken in ("3.0.0", "3.1.0"):
+            refused = deploy(lab, releases, broken)
+            assert refused.returncode != 0
+            assert f"adt {broken} failed its health gate on it-app1" in refused.stdout, refused.stdout[-3000:]
+            assert "Traffic never moved" in refused.stdout
+        again = deploy(lab, releases, "2.1.0")
+        assert again.returncode == 0, again.stdout[-4000:]
+        active = engine_state(lab)["active"]
+        acked_before_kill = senders.acked()
+        lab.ssh("it-app1", f"sudo systemctl kill -s KILL carepath-hl7-{ENGINE}@{active}")
+        time.sleep(8)
+        assert senders.acked() > acked_before_kill + 200, "traffic did not come back after the kill"
+    tallies = senders.tallies
+    summary = mllp.summarize(tallies)
+    # Every message sent was ACKed in the end (each sender resends until it is).
+    assert summary["unacked"] == 0 and summary["sent"] == summary["acked"], summary
+    acked = [c for t in tallies for c in t.acked]
+    # Both colours route what they stored; the sink then holds every ACKed message.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if all(engine_status(lab, c)["queued"] == 0 for c in ("blue", "green")):
+            break
+        time.sleep(1)
+    got = [c for c in received(lab) if c not in before]
+    missing = set(acked) - set(got)
+    assert missing == set(), f"{len(missing)} ACKed messages never reached the sink, e.g. {sorted(missing)[:5]}"
+    # Per sender, the sink received the messages in the order they were sent (first arrivals).
+    for tally in tallies:
+        firsts = list(dict.fromkeys(c for c in got if c.startswith(tally.sender + "-")))
+        assert firsts == sorted(firsts), f"{tally.sender}: out of order at the sink"
+    # Duplicates come only from cut sessions and the kill: bounded, and counted.
+    history = [json.loads(line) for line in lab.ssh("it-app1", f"sudo cat {STATE_DIR}/history.jsonl").stdout.splitlines()]
+    cut = sum(int(h.get("sessions_cut") or 0) for h in history if h.get("run_id") and h["action"] in ("activated", "rolled_back"))
+    duplicates = len(got) - len(set(got))
+    assert duplicates <= cut + 2 * len(tallies), (duplicates, cut)
+    # Probe messages are never routed: only the senders' messages reach the sink.
+    assert {c.split("-")[0] for c in got} <= {t.sender for t in tallies}
+    # What each cutover did is in the host's history and the run's evidence.
+    switches = [h for h in history if h["action"] in ("activated", "rolled_back") and h["version"] in ("2.0.0", "1.0.0", "2.1.0")]
+    assert all("sessions_cut" in h for h in switches[-3:]), switches[-3:]
+    drains = [h for h in history if h["action"] == "drained"]
+    assert len(drains) >= 3 and all(h["queued_at_switch"] is not None for h in drains[-3:])
+    seen = {(r["action"], r["version"]) for r in evidence_releases(up)}
+    assert ("activated", "2.0.0") in seen and ("drained", "1.0.0") in seen
+    assert timings["rollback"] < 60
+    print(f"\nHL7 cutover under load: {mllp.format_summary(summary)}; sink got {len(got)} "
+          f"({duplicates} duplicates, {cut} sessions cut); deploy {timings['deploy']:.1f} s, "
+          f"rollback {timings['rollback']:.1f} s")
+    lab.assert_healthy("it-app1", "it-app2", when="after HL7 deploys, a rollback, refusals and a kill")
