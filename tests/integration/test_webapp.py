@@ -108,7 +108,7 @@ def test_deploy_rollback_refused_release_redeploy_and_reloads_under_load_lose_no
         assert back.returncode == 0, back.stdout[-4000:]
         broken = step(lambda: deploy(live, releases, "3.0.0"), {"1.0.0"}, "1.0.0")
         assert broken.returncode != 0
-        assert "3.0.0 failed its health gate on it-app1" in broken.stdout
+        assert "3.0.0 failed its health gate on it-app1" in broken.stdout, broken.stdout[-3000:]
         assert "Traffic never moved" in broken.stdout
         again = step(lambda: deploy(live, releases, "2.0.0"), {"1.0.0", "2.0.0"}, "2.0.0")
         assert again.returncode == 0, again.stdout[-4000:]

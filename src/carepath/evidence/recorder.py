@@ -47,7 +47,7 @@ from carepath.evidence.redact import POLICY_VERSION, Redactor
 from carepath.gate import Decision, requested_change
 from carepath.runner import new_run_id
 
-CONTROL_TAG = re.compile(r"^cp_([a-z]+)_(\d+)$")
+CONTROL_TAG = re.compile(r"^cp_([a-z][a-z0-9]*)_(\d+)$")
 STATUSES = ("ok", "changed", "failed", "skipped", "unreachable")
 #: Fields of a release event (carepath_bluegreen_state's ``carepath_release``) kept in evidence:
 #: which service, release, colour and run, and for a cutover of long-lived sessions (HL7 engines)
