@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -162,6 +163,49 @@ async def send_many(host: str, port: int, senders: int, *, count: int | None = N
         await asyncio.sleep(duration)
         stop.set()
     return list(await asyncio.gather(*tasks))
+
+
+class Traffic:
+    """``senders`` at-least-once senders in a background thread, sending until the ``with`` ends.
+
+    For a test or a benchmark that changes an estate while traffic flows::
+
+        with Traffic("lb1", 2575, senders=4, rate=200) as traffic:
+            ...                      # deploy, roll back, kill an engine
+        summarize(traffic.tallies)  # every sender finished its message in flight
+    """
+
+    def __init__(self, host: str, port: int, *, senders: int = 4, rate: float | None = 200.0,
+                 prefix: str = "CPLOAD", **options) -> None:
+        self.workers = [Sender(f"{prefix}{i + 1:02d}", host, port, **options) for i in range(senders)]
+        self.per_sender = rate / senders if rate else None
+        self.tallies: list[Tally] = []
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="mllp-traffic", daemon=True)
+
+    async def _main(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._ready.set()
+        runs = (w.run(rate=self.per_sender, stop=self._stop) for w in self.workers)
+        self.tallies = list(await asyncio.gather(*runs))
+
+    def acked(self) -> int:
+        """Messages ACKed so far (read while the senders run)."""
+        return sum(len(w.tally.acked) for w in self.workers)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the senders did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        # Each sender finishes the message in flight (at most finish_within seconds).
+        self._thread.join(max(w.finish_within for w in self.workers) + 30)
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -9,11 +9,9 @@ releases are deployed, rolled back, refused, and the new engine is killed with S
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,35 +71,6 @@ def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
     return [{"host": e["host"], **e["data"]["release"]} for e in events if "release" in e.get("data", {})]
 
 
-class Senders:
-    """``count`` at-least-once MLLP senders on persistent connections, in a thread, until stopped."""
-
-    def __init__(self, host: str, port: int, count: int = 4, rate: float = 200.0) -> None:
-        self.workers = [mllp.Sender(f"ITHL{i + 1:02d}", host, port, ack_timeout=5, retry_delay=0.2)
-                        for i in range(count)]
-        self.rate = rate / count
-        self.tallies: list[mllp.Tally] = []
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        self._ready.set()
-        self.tallies = list(await asyncio.gather(*(w.run(rate=self.rate, stop=self._stop) for w in self.workers)))
-
-    def acked(self) -> int:
-        return sum(len(w.tally.acked) for w in self.workers)
-
-    def __enter__(self) -> Senders:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(120)
-
-
 @pytest.fixture(scope="module")
 def hl7live(weblab: Lab, releases: dict[str, tuple[Path, str]]) -> Iterator[Lab]:
     """The downstream system running and engine release 1.0.0 live on it-app1."""
@@ -124,7 +93,7 @@ def test_deploy_rollback_refusals_and_a_killed_engine_under_load_lose_no_acked_m
         timings[name] = time.monotonic() - started
         return proc
 
-    with Senders(lab.hosts["it-lb"], 2575) as senders:
+    with mllp.Traffic(lab.hosts["it-lb"], 2575, senders=4, rate=200, prefix="ITHL", ack_timeout=5) as senders:
         time.sleep(3)
         assert senders.acked() > 100, "no traffic flows through the load balancer"
         up = step("deploy", lambda: deploy(lab, releases, "2.0.0"))

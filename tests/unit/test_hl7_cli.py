@@ -77,3 +77,14 @@ def test_percentiles_and_summary() -> None:
     summary = mllp.summarize([tally])
     assert (summary["acked"], summary["resends"], summary["p50_ms"], summary["p99_ms"]) == (3, 1, 2.0, 10.0)
     assert mllp.percentile([], 0.5) is None
+
+
+def test_background_traffic_sends_at_its_rate_until_stopped_and_finishes_each_message(engine: Engine) -> None:
+    with mllp.Traffic("127.0.0.1", engine.port, senders=2, rate=100, prefix="BG") as traffic:
+        time.sleep(1.5)
+        during = traffic.acked()
+    summary = mllp.summarize(traffic.tallies)
+    assert 60 <= during <= 220, during  # 100/s for 1.5 s, give or take start-up
+    assert summary["unacked"] == 0 and summary["sent"] == summary["acked"] >= during
+    assert {t.sender for t in traffic.tallies} == {"BG01", "BG02"}
+    assert engine.wait(lambda s: s["acked"] == summary["acked"] and s["queued"] == 0)
