@@ -37,7 +37,8 @@ def test_the_broken_release_was_refused_at_the_gate_and_marked_bad(host):
 
 def test_the_hooks_ran_around_the_switch_and_again_when_the_release_was_live(host):
     assert host.file("/var/tmp/bluegreen-hooks.log").content_string.splitlines() == [
-        "before_switch to=green from=blue from_version=1.0.0", "after_switch switched to=green from=blue"]
+        "after_start to=green", "before_switch to=green from=blue from_version=1.0.0",
+        "after_switch switched to=green from=blue"]
 
 
 def test_the_lock_was_given_back(host):
