@@ -98,9 +98,9 @@ body:
 
 import contextlib
 import json
-import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.carepath_deadline import until_deadline
 from ansible.module_utils.urls import open_url
 
 
@@ -136,19 +136,15 @@ def probe(url, version, timeout, fields=None):
     return True, answer, doc
 
 
-def wait_healthy(url, version, deadline, interval, timeout, clock=time.monotonic, sleep=time.sleep, fields=None):
-    start = clock()
-    attempts = 0
-    first = None
-    while True:
-        attempts += 1
+def wait_healthy(url, version, deadline, interval, timeout, fields=None):
+    bodies = []
+
+    def attempt():
         healthy, answer, doc = probe(url, version, timeout, fields)
-        first = doc if attempts == 1 else first
-        elapsed = clock() - start
-        if healthy or elapsed + interval > deadline:
-            return {"healthy": healthy, "attempts": attempts, "elapsed": round(elapsed, 3), "answer": answer,
-                    "first_body": first, "body": doc}
-        sleep(interval)
+        bodies.append(doc)
+        return healthy, {"healthy": healthy, "answer": answer, "first_body": bodies[0], "body": doc}
+
+    return until_deadline(attempt, deadline, interval)
 
 
 def main():

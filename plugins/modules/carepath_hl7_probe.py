@@ -133,6 +133,7 @@ import ssl
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.carepath_deadline import until_deadline
 
 try:
     import hl7
@@ -216,17 +217,12 @@ def try_once(host, port, timeout, expect, tls_context=None, server_name=None,
     return result
 
 
-def probe(host, port, deadline, interval, timeout, expect, clock=time.monotonic, sleep=time.sleep, **kwargs):
-    start = clock()
-    attempts = 0
-    while True:
-        attempts += 1
+def probe(host, port, deadline, interval, timeout, expect, **kwargs):
+    def attempt():
         result = try_once(host, port, timeout, expect, **kwargs)
-        elapsed = clock() - start
-        if result["passed"] or elapsed + interval > deadline:
-            result.update(attempts=attempts, elapsed=round(elapsed, 3))
-            return result
-        sleep(interval)
+        return result["passed"], result
+
+    return until_deadline(attempt, deadline, interval)
 
 
 def main():
