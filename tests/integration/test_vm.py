@@ -18,7 +18,7 @@ import pytest
 from carepath import controls
 from carepath.lab import vm
 from tests.conftest import BIN, ROOT, carepath, cli_env
-from tests.integration.conftest import Lab, make_lab
+from tests.integration.conftest import STATE, Lab, make_lab
 from tests.integration.test_site import run_site
 
 # Its own xdist group: it runs beside the container lab's tests, not after them.
@@ -94,7 +94,10 @@ def reboot(lab: Lab) -> None:
         if proc.returncode == 0 and proc.stdout.strip() not in ("", boot_id):
             return
         time.sleep(3)
-    raise AssertionError(f"{HOST} did not come back over SSH within {vm.BOOT_TIMEOUT:.0f} s of its reboot")
+    # What the guest last wrote to its serial console says where it stopped (shutdown or boot).
+    console = vm.Guest(STATE / lab.name, HOST).console_tail(30)
+    raise AssertionError(f"{HOST} did not come back over SSH within {vm.BOOT_TIMEOUT:.0f} s of its reboot; "
+                         f"its console's last lines:\n{console}")
 
 
 def assert_sysctls(lab: Lab, expected: dict[str, str]) -> None:

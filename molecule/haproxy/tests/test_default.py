@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,22 @@ def test_mllp_over_tls_is_terminated_with_the_site_ca(lb):
     assert len(tally.acked) == 3, tally
     plain = asyncio.run(mllp.Sender("CPPLAIN", _lb_address(), 2576, ack_timeout=2, patience=3).run(count=1))
     assert not plain.acked
+
+
+def test_a_reload_does_not_leave_mllp_sessions_on_the_old_process_for_long(lb):
+    # An MLLP session opened before a reload is held by the old process, which the runtime API no
+    # longer reaches: hard-stop-after (4 s here) closes it; the sender reconnects to the new one.
+    with socket.create_connection((_lb_address(), 2575), timeout=10) as conn:
+        conn.sendall(b"\x0b" + mllp.message_text("CPRELOAD", "CPRELOAD-1").encode() + b"\x1c\r")
+        assert b"MSA|AA|CPRELOAD-1" in conn.recv(4096)
+        lb.check_output("systemctl reload haproxy")
+        started = time.monotonic()
+        conn.settimeout(30)
+        try:
+            closed = conn.recv(4096) == b""
+        except ConnectionResetError:
+            closed = True
+        took = time.monotonic() - started
+    assert closed and took < 15, took
+    config = lb.file("/etc/haproxy/haproxy.cfg").content_string
+    assert "hard-stop-after 4s" in config
