@@ -68,11 +68,11 @@ def _role(tasks_from: str, public: bool = False) -> dict:
 
 def test_each_colour_gets_its_own_ports_appdata_database_and_no_shipped_password(tmp_path: Path) -> None:
     unit = tmp_path / "unit.service"
+    template = ROOT / "roles" / "hl7_engine" / "templates" / "oie-engine@.service.j2"
     proc = _play(tmp_path, _settings(tmp_path), [
         _role("validate", public=True), _role("oie_render"),
         {"name": "unit", "ansible.builtin.copy": {
-            "dest": str(unit), "mode": "0644",
-            "content": "{{ lookup('ansible.builtin.template', '" + str(ROOT / "roles/hl7_engine/templates/oie-engine@.service.j2") + "') }}"}}])
+            "dest": str(unit), "mode": "0644", "content": "{{ lookup('ansible.builtin.template', '" + str(template) + "') }}"}}])
     assert proc.returncode == 0, proc.stdout[-3000:]
     for secret in (ADMIN, STOREPASS, KEYPASS, DBPASS):
         assert secret not in proc.stdout + proc.stderr
