@@ -203,10 +203,10 @@ def _cmd_lab(project: Project, args: argparse.Namespace) -> int:
     if args.lab_command == "up":
         states = lab.up(topo, files, rebuild_images=args.rebuild_images)
         _print_hosts(states)
-        if not project.evidence_key.exists():
-            from carepath import evidence
+        from carepath.evidence.dsse import ensure_keypair
 
-            kid = evidence.generate_keypair(project.evidence_key, project.evidence_key.with_suffix(".pub"))
+        kid = ensure_keypair(project.evidence_key, project.evidence_key.with_suffix(".pub"))
+        if kid is not None:
             print(f"evidence signing key for lab runs: {project.evidence_key} (key id {kid}); "
                   "production sites make their own with `carepath evidence keygen`")
         return 0

@@ -140,3 +140,29 @@ def test_verify_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 1
     assert stderr == ""
+
+
+def test_labs_coming_up_side_by_side_share_one_evidence_key(tmp_path: Path) -> None:
+    # Two `carepath lab up` on a fresh checkout (the integration tests' two workers) both found no
+    # key and both made one: the second was refused ("refusing to overwrite a signing key").
+    import threading
+
+    from carepath.evidence.dsse import ensure_keypair
+
+    key = tmp_path / "keys" / "evidence.key"
+    start, results, errors = threading.Barrier(8), [], []
+
+    def up() -> None:
+        start.wait()
+        try:
+            results.append(ensure_keypair(key, key.with_suffix(".pub")))
+        except Exception as exc:  # noqa: BLE001 - any failure is what the test looks for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=up) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len([r for r in results if r is not None]) == 1 and results.count(None) == 7
+    assert key.stat().st_mode & 0o777 == 0o600 and ensure_keypair(key, key.with_suffix(".pub")) is None

@@ -122,6 +122,22 @@ def open_envelope(envelope: Any, trusted: Iterable[Ed25519PublicKey]) -> tuple[b
     return None, None, found or [("signature.invalid", "no signature verifies")]
 
 
+def ensure_keypair(private_path: Path, public_path: Path) -> str | None:
+    """Make the key pair unless it exists; returns the new key's id, or None when it was there.
+
+    Safe when several processes do it at once (two labs coming up side by side on a fresh
+    checkout): the one that creates the private key wins, the others use that key.
+    """
+    if Path(private_path).exists():
+        return None
+    try:
+        return generate_keypair(private_path, public_path)
+    except CarepathError:
+        if Path(private_path).exists():
+            return None
+        raise
+
+
 def generate_keypair(private_path: Path, public_path: Path) -> str:
     """Write a new ed25519 key pair as PEM (private key mode 0600, never overwritten); returns its keyid."""
     private_path, public_path = Path(private_path), Path(public_path)
