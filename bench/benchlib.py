@@ -31,6 +31,11 @@ BIN = ROOT / ".venv" / "bin"
 REFERENCE_TASKS = 20
 
 
+def carepath(*args: str) -> subprocess.CompletedProcess[str]:
+    """The project's `carepath` command, run from the checkout, its output captured."""
+    return subprocess.run([str(BIN / "carepath"), *args], capture_output=True, text=True, cwd=ROOT, check=False)
+
+
 def machine() -> dict[str, str]:
     """The machine's fixed facts."""
     model = "unknown"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -69,6 +70,18 @@ class Lab:
 
     def args(self) -> list[str]:
         return ["--topology", str(self.topology), "--inventory", str(self.inventory)]
+
+    def run(self, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        """`carepath run PLAYBOOK` against this lab's inventory."""
+        return carepath("run", playbook, "-i", str(self.inventory), *extra)
+
+
+def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
+    """The release events in the evidence bundle of a `carepath run` (its path is printed), with their host."""
+    match = re.search(r"carepath: evidence (\S+)", proc.stdout + proc.stderr)
+    assert match, "carepath run printed no evidence bundle"
+    events = [json.loads(line) for line in (ROOT / match.group(1) / "events.jsonl").read_text().splitlines()]
+    return [{"host": e["host"], **e["data"]["release"]} for e in events if "release" in e.get("data", {})]
 
 
 def make_lab(tmp: Path, name: str, hosts: list[dict]) -> Lab:

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from carepath import engines, mllp
-from tests.conftest import ROOT, carepath
-from tests.integration.conftest import Lab
+from tests.integration.conftest import Lab, evidence_releases
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("weblab")]
 
@@ -40,13 +39,10 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
     return built
 
 
-def run(lab: Lab, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return carepath("run", playbook, "-i", str(lab.inventory), *extra)
-
 
 def deploy(lab: Lab, releases: dict[str, tuple[Path, str]], version: str) -> subprocess.CompletedProcess[str]:
     path, digest = releases[version]
-    return run(lab, "deploy_hl7_engine", "-e", f"hl7_engine_version={version}",
+    return lab.run("deploy_hl7_engine", "-e", f"hl7_engine_version={version}",
                "-e", f"hl7_engine_artifact_src={path}", "-e", f"hl7_engine_artifact_sha256={digest}")
 
 
@@ -64,17 +60,11 @@ def received(lab: Lab) -> list[str]:
     return [re.sub(r"^\d+-", "", name).removesuffix(".hl7") for name in sorted(names)]
 
 
-def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
-    match = re.search(r"carepath: evidence (\S+)", proc.stdout + proc.stderr)
-    assert match, "carepath run printed no evidence bundle"
-    events = [json.loads(line) for line in (ROOT / match.group(1) / "events.jsonl").read_text().splitlines()]
-    return [{"host": e["host"], **e["data"]["release"]} for e in events if "release" in e.get("data", {})]
-
 
 @pytest.fixture(scope="module")
 def hl7live(weblab: Lab, releases: dict[str, tuple[Path, str]]) -> Iterator[Lab]:
     """The downstream system running and engine release 1.0.0 live on it-app1."""
-    sink = run(weblab, "lab_hl7_sink")
+    sink = weblab.run("lab_hl7_sink")
     assert sink.returncode == 0, sink.stdout[-4000:] + sink.stderr[-2000:]
     first = deploy(weblab, releases, "1.0.0")
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
@@ -98,7 +88,7 @@ def test_deploy_rollback_refusals_and_a_killed_engine_under_load_lose_no_acked_m
         assert senders.acked() > 100, "no traffic flows through the load balancer"
         up = step("deploy", lambda: deploy(lab, releases, "2.0.0"))
         assert up.returncode == 0, up.stdout[-4000:]
-        back = step("rollback", lambda: run(lab, "rollback_hl7_engine"))
+        back = step("rollback", lambda: lab.run("rollback_hl7_engine"))
         assert back.returncode == 0, back.stdout[-4000:]
         for broken in ("3.0.0", "3.1.0"):
             refused = deploy(lab, releases, broken)

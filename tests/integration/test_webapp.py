@@ -8,7 +8,6 @@ while releases are deployed, rolled back, refused and broken; every answer is ch
 from __future__ import annotations
 
 import json
-import re
 import socket
 import subprocess
 import sys
@@ -19,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from carepath import loadgen, webapp
-from tests.conftest import BIN, ROOT, carepath, cli_env
-from tests.integration.conftest import Lab
+from tests.conftest import BIN, ROOT, cli_env
+from tests.integration.conftest import Lab, evidence_releases
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("weblab")]
 
@@ -37,22 +36,12 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
     return built
 
 
-def run(lab: Lab, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return carepath("run", playbook, "-i", str(lab.inventory), *extra)
-
 
 def deploy(lab: Lab, releases: dict[str, tuple[Path, str]], version: str, *extra: str) -> subprocess.CompletedProcess[str]:
     path, digest = releases[version]
-    return run(lab, "deploy_webapp", "-e", f"webapp_version={version}", "-e", f"webapp_artifact_src={path}",
+    return lab.run("deploy_webapp", "-e", f"webapp_version={version}", "-e", f"webapp_artifact_src={path}",
                "-e", f"webapp_artifact_sha256={digest}", *extra)
 
-
-def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
-    """The release events in the evidence bundle of a `carepath run` (its path is printed)."""
-    match = re.search(r"carepath: evidence (\S+)", proc.stdout + proc.stderr)
-    assert match, "carepath run printed no evidence bundle"
-    events = [json.loads(line) for line in (ROOT / match.group(1) / "events.jsonl").read_text().splitlines()]
-    return [{"host": e["host"], **e["data"]["release"]} for e in events if "release" in e.get("data", {})]
 
 
 def state(lab: Lab, host: str) -> dict:
@@ -104,7 +93,7 @@ def test_deploy_rollback_refused_release_redeploy_and_reloads_under_load_lose_no
     with loadgen.Load(f"https://{live.hosts['it-lb']}/", connections=8, threads=2, delay_ms=2) as load:
         first = step(lambda: deploy(live, releases, "2.0.0"), {"1.0.0", "2.0.0"}, "2.0.0")
         assert first.returncode == 0, first.stdout[-4000:]
-        back = step(lambda: run(live, "rollback_webapp"), {"1.0.0", "2.0.0"}, "1.0.0")
+        back = step(lambda: live.run("rollback_webapp"), {"1.0.0", "2.0.0"}, "1.0.0")
         assert back.returncode == 0, back.stdout[-4000:]
         broken = step(lambda: deploy(live, releases, "3.0.0"), {"1.0.0"}, "1.0.0")
         assert broken.returncode != 0
@@ -245,7 +234,7 @@ def test_a_second_deploy_of_the_same_app_is_refused_while_one_runs(live: Lab, re
         assert time.monotonic() < deadline, "the first deploy took no lock within 300 s"
         time.sleep(0.2)
     second = deploy(live, releases, "2.0.0")
-    rollback = run(live, "rollback_webapp")
+    rollback = live.run("rollback_webapp")
     output, _ = first.communicate(timeout=300)
     assert first.returncode == 0, output[-4000:]
     assert second.returncode != 0
@@ -287,7 +276,7 @@ def test_a_release_from_an_internal_url_is_checked_before_it_is_installed(
         live: Lab, releases: dict[str, tuple[Path, str]], artifact_server: str):
     live_before = state(live, "it-app1")["colours"][state(live, "it-app1")["active"]]["version"]
     wrong_digest = releases["1.0.0"][1]
-    refused = run(live, "deploy_webapp", "-e", "webapp_version=2.2.0",
+    refused = live.run("deploy_webapp", "-e", "webapp_version=2.2.0",
                   "-e", f"webapp_artifact_url={artifact_server}/{releases['2.2.0'][0].name}",
                   "-e", f"webapp_artifact_sha256={wrong_digest}")
     assert refused.returncode != 0
@@ -295,7 +284,7 @@ def test_a_release_from_an_internal_url_is_checked_before_it_is_installed(
     assert live.ssh("it-app1", f"test -e /srv/carepath/{APP}/releases/2.2.0", check=False).returncode != 0
     assert state(live, "it-app1")["colours"][state(live, "it-app1")["active"]]["version"] == live_before
     path, digest = releases["2.2.0"]
-    fetched = run(live, "deploy_webapp", "-e", "webapp_version=2.2.0", "-e", f"webapp_artifact_url={artifact_server}/{path.name}",
+    fetched = live.run("deploy_webapp", "-e", "webapp_version=2.2.0", "-e", f"webapp_artifact_url={artifact_server}/{path.name}",
                   "-e", f"webapp_artifact_sha256={digest}")
     assert fetched.returncode == 0, fetched.stdout[-4000:]
     for host in ("it-app1", "it-app2"):
@@ -306,7 +295,7 @@ def test_a_release_from_an_internal_url_is_checked_before_it_is_installed(
 def test_a_rollback_onto_a_release_marked_bad_is_refused(live: Lab):
     before = state(live, "it-app1")
     target = [v for v in before["activations"] if v != before["colours"][before["active"]]["version"]][-1]
-    refused = run(live, "rollback_webapp", "-e", json.dumps({"webapp_bad_releases": [target]}))
+    refused = live.run("rollback_webapp", "-e", json.dumps({"webapp_bad_releases": [target]}))
     assert refused.returncode != 0
     assert f"back to {target} is" in refused.stdout and "refused: that release is marked bad" in refused.stdout
     assert state(live, "it-app1")["active"] == before["active"]
@@ -317,7 +306,7 @@ def test_a_rollback_reinstalls_the_earlier_release_when_its_colour_is_not_runnin
     for host, host_state in before.items():
         idle = "green" if host_state["active"] == "blue" else "blue"
         live.ssh(host, f"sudo systemctl stop carepath-webapp-{APP}@{idle}")
-    back = run(live, "rollback_webapp")
+    back = live.run("rollback_webapp")
     assert back.returncode == 0, back.stdout[-4000:]
     for host, host_state in before.items():
         idle = "green" if host_state["active"] == "blue" else "blue"
