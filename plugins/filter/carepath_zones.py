@@ -46,6 +46,14 @@ def permits(rules: Any, address: Any, port: Any, proto: str = "tcp") -> bool:
         raise AnsibleFilterError(str(error)) from error
 
 
+def exposures(rules: Any, ports: Any, allowed: Any, what: str = "port") -> list[str]:
+    """Why ``rules`` let a source other than the ``allowed`` addresses' networks reach ``ports``."""
+    try:
+        return zones.exposures(rules, ports, allowed, what)
+    except ValueError as error:
+        raise AnsibleFilterError(str(error)) from error
+
+
 class FilterModule:
     """carepath trust-zone filters."""
 
@@ -55,4 +63,5 @@ class FilterModule:
             "carepath_zone_of": zone_of,
             "carepath_inbound_rules": inbound_rules,
             "carepath_permits": permits,
+            "carepath_exposures": exposures,
         }

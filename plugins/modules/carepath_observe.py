@@ -44,8 +44,9 @@ options:
     default: []
   commands:
     description:
-      - Read-only commands whose output to read, keyed by the command line (split on spaces,
-        never run through a shell).
+      - Read-only commands whose output to read, keyed by the command line. The line is split on
+        spaces, except inside single or double quotes (which are removed, as a shell would, so an
+        C(awk) program can be one argument); a backslash is kept as it is. Never run through a shell.
     type: list
     elements: str
     default: []
@@ -64,8 +65,20 @@ options:
       - Read carepath's nftables table (C(inet carepath)) - whether it exists, the policies of
         its input and forward chains, and whether it still matches what the firewall role last loaded
         (saved in C(/var/lib/carepath/nftables.state)).
+      - C(tcp_open_to_any) lists the TCP ports and port ranges (C(LOW-HIGH)) its input chain
+        accepts from every source address (a rule without C(saddr)).
     type: bool
     default: false
+  journal:
+    description:
+      - Journal lines to count, as C(UNITS:REGEX) - the systemd units whose journal to read (a
+        C(journalctl -u) pattern, globs allowed; the first colon ends it) and a Python regular
+        expression. Only the number of matching lines is returned, never their text (the lines
+        counted may hold what must not leave the host, such as message bodies).
+      - A journal that cannot be read counts as null; units that never logged count 0.
+    type: list
+    elements: str
+    default: []
   audit_rules:
     description:
       - What to read of the Linux audit rules, by key.
@@ -117,7 +130,8 @@ observed:
     service: {ssh: {enabled: true, active: true}}
     command: {"auditctl -l": {rc: 0, stdout: "-w /etc/passwd -p wa -k identity"}}
     conf: {"/etc/login.defs:PASS_MAX_DAYS": "365"}
-    nft: {table: true, input_policy: drop, forward_policy: drop, matches_loaded: true}
+    nft: {table: true, input_policy: drop, forward_policy: drop, matches_loaded: true, tcp_open_to_any: ["22"]}
+    journal: {"carepath-hl7-*:MSH[|]": 0}
     audit_rules: {rules: ["-w /etc/passwd -p wa -k identity"], privileged_unaudited: [], enabled: "1"}
     sysctl_read_only: []
 """
@@ -127,6 +141,7 @@ import grp
 import os
 import pwd
 import re
+import shlex
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
@@ -211,10 +226,19 @@ def _services(module, names):
     return values
 
 
+def _argv(command):
+    """The words of a command line: split on spaces, quotes grouping words, backslashes kept."""
+    lexer = shlex.shlex(command, posix=True)
+    lexer.whitespace_split = True
+    lexer.escape = ""
+    lexer.commenters = ""
+    return list(lexer)
+
+
 def _commands(module, commands):
     values = {}
     for command in commands:
-        rc, out, err = module.run_command(command.split())
+        rc, out, err = module.run_command(_argv(command))
         values[command] = {"rc": rc, "stdout": out.strip(), "stderr": err.strip()}
     return values
 
@@ -246,11 +270,56 @@ def _conf(paths_keys):
     return values
 
 
+def _journal(module, units_patterns):
+    values = {}
+    journalctl = module.get_bin_path("journalctl") if units_patterns else None
+    for item in units_patterns:
+        units, _, pattern = item.partition(":")
+        if journalctl is None:
+            values[item] = None
+            continue
+        rc, out, err = module.run_command([journalctl, "--no-pager", "-q", "-o", "cat", "-u", units])
+        if rc != 0 and "No data available" in err:
+            # A glob no unit in the journal matches ("Failed to add filter for units"): no line.
+            values[item] = 0
+        else:
+            values[item] = count_matching(out, pattern) if rc == 0 else None
+    return values
+
+
+def count_matching(text, pattern):
+    """How many lines of ``text`` hold a match of ``pattern`` (the lines themselves are dropped)."""
+    regex = re.compile(pattern)
+    return sum(1 for line in text.splitlines() if regex.search(line))
+
+
 NFT_STATE = "/var/lib/carepath/nftables.state"
+_DPORT = re.compile(r"\btcp dport (\{[^}]*\}|\S+)")
+
+
+def tcp_open_to_any(table_text):
+    """TCP ports (and LOW-HIGH ranges) the input chain accepts from any source address."""
+    ports = []
+    chain = None
+    for line in table_text.splitlines():
+        words = line.split()
+        if words[:1] == ["chain"] and len(words) > 1:
+            chain = words[1]
+            continue
+        if chain != "input" or "accept" not in words or "saddr" in words:
+            continue
+        match = _DPORT.search(line)
+        if match:
+            for port in match.group(1).strip("{}").split(","):
+                port = port.strip()
+                if port and port not in ports:
+                    ports.append(port)
+    return ports
 
 
 def _nft(module):
-    absent = {"table": False, "input_policy": None, "forward_policy": None, "matches_loaded": False}
+    absent = {"table": False, "input_policy": None, "forward_policy": None, "matches_loaded": False,
+              "tcp_open_to_any": None}
     nft = module.get_bin_path("nft", opt_dirs=["/usr/sbin"])
     if nft is None:
         return absent
@@ -275,6 +344,7 @@ def _nft(module):
         "input_policy": policies.get("input"),
         "forward_policy": policies.get("forward"),
         "matches_loaded": saved is not None and saved.strip() == out.strip(),
+        "tcp_open_to_any": tcp_open_to_any(out),
     }
 
 
@@ -375,6 +445,7 @@ def main():
             "commands": {"type": "list", "elements": "str", "default": []},
             "conf": {"type": "list", "elements": "str", "default": []},
             "nft": {"type": "bool", "default": False},
+            "journal": {"type": "list", "elements": "str", "default": []},
             "audit_rules": {
                 "type": "list", "elements": "str", "default": [],
                 "choices": ["rules", "privileged", "privileged_unaudited", "enabled", "matches_loaded", "pending"],
@@ -392,6 +463,7 @@ def main():
         "command": _commands(module, params["commands"]),
         "conf": _conf(params["conf"]),
         "nft": _nft(module) if params["nft"] else {},
+        "journal": _journal(module, params["journal"]),
         "audit_rules": _audit_rules(module, set(params["audit_rules"])),
     }
     # Whether a kernel parameter can be written is a fact of this host, per parameter.

@@ -8,6 +8,8 @@ Operators:
   equals, in            the value is (one of) the expected
   min, max              the value, as an integer, is within bounds
   subset_of             every element of the value (a list, or a comma-separated string) is allowed
+  none_of               no element of the value is one of the expected; an element written as a
+                        range of numbers (``8000-8100``) holds every number in it
   contains              the value (text) contains each expected string; a list value (e.g. the
                         audit rules) must hold each expected string as one of its elements
   owner, group          a file's owner / group
@@ -25,10 +27,12 @@ from collections.abc import Mapping
 from typing import Any
 
 OPERATORS = frozenset(
-    {"equals", "in", "min", "max", "subset_of", "contains", "owner", "group", "mode_max", "min_size",
+    {"equals", "in", "min", "max", "subset_of", "none_of", "contains", "owner", "group", "mode_max", "min_size",
      "exists", "installed", "enabled", "active"}
 )
-SOURCES = frozenset({"sshd", "sysctl", "file", "package", "service", "command", "conf", "nft", "audit_rules"})
+SOURCES = frozenset(
+    {"sshd", "sysctl", "file", "package", "service", "command", "conf", "nft", "audit_rules", "journal"}
+)
 
 
 def _elements(value: Any) -> list[str]:
@@ -44,6 +48,17 @@ def _as_int(value: Any) -> int | None:
         return int(str(value).strip())
     except (TypeError, ValueError):
         return None
+
+
+def _covers(element: str, wanted: str) -> bool:
+    """Whether a value's element is ``wanted``, or a LOW-HIGH range of numbers holding it."""
+    if element == wanted:
+        return True
+    low, sep, high = element.partition("-")
+    number = _as_int(wanted)
+    if not sep or number is None or _as_int(low) is None or _as_int(high) is None:
+        return False
+    return int(low) <= number <= int(high)
 
 
 def _compare(subject: str, op: str, expected: Any, actual: Any) -> str | None:
@@ -69,6 +84,9 @@ def _compare(subject: str, op: str, expected: Any, actual: Any) -> str | None:
     if op == "subset_of":
         extra = [e for e in _elements(actual) if e not in expected]
         return f"{subject} includes {extra}, which are not approved" if extra else None
+    if op == "none_of":
+        forbidden = [e for e in _elements(expected) if any(_covers(element, e) for element in _elements(actual))]
+        return f"{subject} includes {forbidden}, which must not be there" if forbidden else None
     if op == "contains":
         if isinstance(actual, (list, tuple)):  # whole elements, so a rule is never matched by a longer one
             missing = [e for e in _elements(expected) if e not in [str(a) for a in actual]]

@@ -111,7 +111,8 @@ def _observe_args(controls: list[Control]) -> dict[str, Any]:
                 args[source] = True
             else:
                 key = {"file": "files", "package": "packages", "service": "services", "sysctl": "sysctl",
-                       "command": "commands", "conf": "conf", "audit_rules": "audit_rules"}[source]
+                       "command": "commands", "conf": "conf", "audit_rules": "audit_rules",
+                       "journal": "journal"}[source]
                 for item in conditions:
                     if item not in args.setdefault(key, []):
                         args[key].append(item)

@@ -38,7 +38,7 @@ def _default(value: Any) -> str:
         if isinstance(value, (list, dict)):
             return f"{len(value)} {'entry' if len(value) == 1 else 'entries'} (see defaults)"
         return "see defaults"
-    return f"`{text}`"
+    return f"`{text}`".replace("|", "\\|")  # a Jinja filter's bar would end the table cell
 
 
 def _description(spec: dict[str, Any]) -> str:

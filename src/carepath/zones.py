@@ -324,6 +324,50 @@ def permits(rules: Any, address: Any, port: Any, proto: str = DEFAULT_PROTO) -> 
     return False
 
 
+def exposures(rules: Any, ports: Any, allowed: Any, what: str = "port") -> list[str]:
+    """Why ``rules`` let a source that is not ``allowed`` reach one of ``ports`` over TCP (empty: none).
+
+    For services that must be reached only through a load balancer (HL7 engines' MLLP ports,
+    CP-HL7-04): a rule reaching such a port from any address is refused, and so is one whose
+    source networks include one that holds none of the ``allowed`` addresses (the load
+    balancers'). ``allowed`` entries that are not IP addresses (host names) are left out; with
+    none left, only rules open to any address are refused.
+    """
+    if not isinstance(rules, list | tuple):
+        raise ValueError(f"rules must be a list of rules from inbound_rules, not {type(rules).__name__}")
+    numbers = sorted({_port_number(p) for p in (ports or [])})
+    addresses = [a for a in (_maybe_address(x) for x in (allowed or [])) if a is not None]
+    found: list[str] = []
+    for rule in rules:
+        if not isinstance(rule, Mapping) or (rule.get("proto") or DEFAULT_PROTO) != "tcp":
+            continue
+        spans = [_rule_span(rule, p) for p in rule.get("ports") or []]
+        reached = [n for n in numbers if any(low <= n <= high for low, high in spans)]
+        if not reached:
+            continue
+        sources = [*(rule.get("saddr4") or []), *(rule.get("saddr6") or [])]
+        name = rule.get("name", "?")
+        if ANY_V4 in sources or ANY_V6 in sources:
+            found.append(f"flow {name} lets any address reach {what} {', '.join(map(str, reached))}")
+            continue
+        if not addresses:
+            continue
+        strangers = [c for c in sources
+                     if not any(a.version == _rule_network(rule, c).version and a in _rule_network(rule, c)
+                                for a in addresses)]
+        if strangers:
+            found.append(f"flow {name} lets {', '.join(strangers)} reach {what} {', '.join(map(str, reached))}, "
+                         "which holds no load balancer")
+    return found
+
+
+def _maybe_address(text: Any) -> netaddr.IPAddress | None:
+    try:
+        return _address(text)
+    except ValueError:
+        return None
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 

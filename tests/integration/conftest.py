@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -33,6 +34,15 @@ class Lab:
     def _inventory_hosts(self) -> dict[str, dict]:
         data = yaml.safe_load((self.inventory / "hosts.yml").read_text(encoding="utf-8"))
         return dict(data["all"]["hosts"])
+
+    @property
+    def ca(self) -> Path:
+        """The lab's CA certificate: load balancers serve HTTPS and MLLP over TLS with certificates it signed."""
+        return LabFiles(state=STATE / self.name, inventory_dir=self.inventory).tls / "ca.crt"
+
+    def tls(self) -> ssl.SSLContext:
+        """A client TLS context trusting only the lab's CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
     def port(self, host: str) -> int:
         return int(self._inventory_hosts()[host].get("ansible_port", 22))
@@ -76,12 +86,21 @@ class Lab:
         return carepath("run", playbook, "-i", str(self.inventory), *extra)
 
 
-def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
-    """The release events in the evidence bundle of a `carepath run` (its path is printed), with their host."""
+def evidence_events(proc: subprocess.CompletedProcess[str]) -> list[dict]:
+    """The events of the evidence bundle of a `carepath run` (its path is printed)."""
     match = re.search(r"carepath: evidence (\S+)", proc.stdout + proc.stderr)
     assert match, "carepath run printed no evidence bundle"
-    events = [json.loads(line) for line in (ROOT / match.group(1) / "events.jsonl").read_text().splitlines()]
-    return [{"host": e["host"], **e["data"]["release"]} for e in events if "release" in e.get("data", {})]
+    return [json.loads(line) for line in (ROOT / match.group(1) / "events.jsonl").read_text().splitlines()]
+
+
+def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
+    """The release events in the evidence bundle of a `carepath run`, with their host."""
+    return [{"host": e["host"], **e["data"]["release"]} for e in evidence_events(proc) if "release" in e.get("data", {})]
+
+
+def evidence_controls(proc: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], str]:
+    """(host, control id) -> status, as the audits of a `carepath run` recorded them in its evidence."""
+    return {(e["host"], c["id"]): c["status"] for e in evidence_events(proc) for c in e.get("data", {}).get("controls", [])}
 
 
 def make_lab(tmp: Path, name: str, hosts: list[dict]) -> Lab:

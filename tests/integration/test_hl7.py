@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from carepath import engines, mllp
-from tests.integration.conftest import Lab, evidence_releases
+from tests.conftest import carepath
+from tests.integration.conftest import Lab, evidence_controls, evidence_releases
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("weblab")]
 
@@ -83,7 +86,8 @@ def test_deploy_rollback_refusals_and_a_killed_engine_under_load_lose_no_acked_m
         timings[name] = time.monotonic() - started
         return proc
 
-    with mllp.Traffic(lab.hosts["it-lb"], 2575, senders=4, rate=200, prefix="ITHL", ack_timeout=5) as senders:
+    with mllp.Traffic(lab.hosts["it-lb"], 2575, senders=4, rate=200, prefix="ITHL", ack_timeout=5,
+                      tls=lab.tls(), server_name="it-lb") as senders:
         time.sleep(3)
         assert senders.acked() > 100, "no traffic flows through the load balancer"
         up = step("deploy", lambda: deploy(lab, releases, "2.0.0"))
@@ -139,3 +143,63 @@ def test_deploy_rollback_refusals_and_a_killed_engine_under_load_lose_no_acked_m
           f"({duplicates} duplicates, {cut} sessions cut); deploy {timings['deploy']:.1f} s, "
           f"rollback {timings['rollback']:.1f} s")
     lab.assert_healthy("it-app1", "it-app2", when="after HL7 deploys, a rollback, refusals and a kill")
+
+
+def filtered(lab: Lab, source: str | None, host: str, port: int) -> bool:
+    """Whether the firewall drops a TCP connection from lab host ``source`` (None: the machine running
+    the lab) to ``host``: no answer within 3 s. A closed port answers at once (refused): not filtered."""
+    address = lab.hosts[host]
+    if source is None:
+        try:
+            socket.create_connection((address, port), timeout=3).close()
+        except TimeoutError:
+            return True
+        except OSError:
+            return False
+        return False
+    probe = lab.ssh(source, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'", check=False)
+    return probe.returncode == 124
+
+
+def test_engines_are_reached_only_through_the_load_balancers_zone_and_senders_speak_tls(hl7live: Lab):
+    """The lab's flows are derived from its zones (CP-HL7-04): the engine's colours are reached from
+    the load balancers' zone only; the MLLP entry speaks TLS only (CP-HL7-03)."""
+    lab = hl7live
+    inventory = yaml.safe_load((lab.inventory / "hosts.yml").read_text(encoding="utf-8"))["all"]["vars"]
+    try:
+        applied = lab.run("site", "--tags", "firewall")
+        assert applied.returncode == 0, applied.stdout[-4000:]
+        assert evidence_controls(applied)[("it-app1", "CP-HL7-04")] == "compliant"
+        for port in (12575, 12576):
+            assert not filtered(lab, "it-lb", "it-app1", port)
+            assert filtered(lab, "it-app2", "it-app1", port)  # another zone: the downstream system
+            assert filtered(lab, None, "it-app1", port)       # the machine running the lab
+        assert not filtered(lab, "it-app1", "it-app2", 2575)    # engines reach the downstream system
+        # Senders reach the engine through the load balancer, over TLS with the site's CA only.
+        sent = carepath("hl7", "send", lab.hosts["it-lb"], "--count", "5", "--ca", str(lab.ca),
+                        "--server-name", "it-lb", "--prefix", "ITFW")
+        assert sent.returncode == 0 and "5 ACKed" in sent.stdout, sent.stdout + sent.stderr
+        plain = carepath("hl7", "send", lab.hosts["it-lb"], "--count", "1", "--give-up-after", "3", "--prefix", "ITPL")
+        assert plain.returncode != 0, plain.stdout
+
+        # A flow opening the engine's colours to any address is refused before anything changes.
+        tables = {h: lab.ssh(h, "sudo nft list table inet carepath").stdout for h in lab.hosts}
+        flows = [*inventory["firewall_flows"], {"name": "engines-from-anywhere", "from": "any", "to": ["app"],
+                                                "ports": [12575]}]
+        refused = lab.run("site", "--tags", "firewall", "-e", json.dumps({"firewall_flows": flows}))
+        assert refused.returncode != 0
+        assert "firewall refuses to load rules on it-app1" in refused.stdout, refused.stdout[-3000:]
+        assert "flow engines-from-anywhere lets any address reach the load-balanced port 12575" in refused.stdout
+        assert {h: lab.ssh(h, "sudo nft list table inet carepath").stdout for h in lab.hosts} == tables
+
+        # A rule opened by hand is drift, reported by a check-mode run and repaired by the next one.
+        lab.ssh("it-app1", "sudo nft insert rule inet carepath input tcp dport 12575 accept")
+        assert not filtered(lab, None, "it-app1", 12575)
+        checked = lab.run("site", "--tags", "firewall", "--check")
+        assert evidence_controls(checked)[("it-app1", "CP-HL7-04")] == "drifted", checked.stdout[-3000:]
+        repaired = lab.run("site", "--tags", "firewall")
+        assert repaired.returncode == 0 and evidence_controls(repaired)[("it-app1", "CP-HL7-04")] == "compliant"
+        assert filtered(lab, None, "it-app1", 12575)
+    finally:  # the web tests sharing this lab run without the firewall, as they were written
+        for host in lab.hosts:
+            lab.ssh(host, "sudo systemctl disable -q nftables; sudo nft delete table inet carepath", check=False)

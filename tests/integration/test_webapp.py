@@ -59,8 +59,7 @@ def live(weblab: Lab, releases: dict[str, tuple[Path, str]]) -> Iterator[Lab]:
 def https(lab: Lab, path: str = "/") -> subprocess.CompletedProcess[str]:
     """curl through the load balancer, trusting only the lab's CA."""
     address = lab.hosts["it-lb"]
-    ca = ROOT / ".carepath" / "lab" / lab.name / "tls" / "ca.crt"
-    return subprocess.run(["curl", "-sS", "--cacert", str(ca), "--resolve", f"it-lb:443:{address}",
+    return subprocess.run(["curl", "-sS", "--cacert", str(lab.ca), "--resolve", f"it-lb:443:{address}",
                            "-D", "-", f"https://it-lb{path}"], capture_output=True, text=True, check=False)
 
 

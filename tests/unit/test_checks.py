@@ -88,3 +88,25 @@ def test_command_checks_read_the_output_the_module_returns():
     assert checks.evaluate_check({"command": {"auditctl -s": {"contains": ["enabled 2"]}}}, observed) == [
         "command auditctl -s lacks ['enabled 2']"
     ]
+
+
+def test_none_of_forbids_elements_and_numbers_inside_ranges():
+    ok = {"nft": {"tcp_open_to_any": {"none_of": [12575, 12576]}}}
+    assert checks.evaluate_check(ok, {"nft": {"tcp_open_to_any": ["22", "2575", "8000-8100"]}}) == []
+    assert checks.evaluate_check(ok, {"nft": {"tcp_open_to_any": ["22", "12575"]}}) == [
+        "nft tcp_open_to_any includes ['12575'], which must not be there"]
+    assert checks.evaluate_check(ok, {"nft": {"tcp_open_to_any": ["12000-13000"]}}) == [
+        "nft tcp_open_to_any includes ['12575', '12576'], which must not be there"]
+    # No firewall table read: nothing proves the ports are closed.
+    assert checks.evaluate_check(ok, {"nft": {"tcp_open_to_any": None}}) == ["nft tcp_open_to_any is not set"]
+    # Nothing forbidden (a host that is no engine): always holds.
+    assert checks.evaluate_check({"nft": {"tcp_open_to_any": {"none_of": []}}}, {"nft": {"tcp_open_to_any": ["1-65535"]}}) == []
+
+
+def test_journal_counts_are_checked_like_any_value():
+    check = {"journal": {"carepath-hl7-*:MSH[|]": {"equals": 0}}}
+    assert checks.evaluate_check(check, {"journal": {"carepath-hl7-*:MSH[|]": 0}}) == []
+    assert checks.evaluate_check(check, {"journal": {"carepath-hl7-*:MSH[|]": 2}}) == [
+        "journal carepath-hl7-*:MSH[|] is 2, expected 0"]
+    assert checks.evaluate_check(check, {"journal": {"carepath-hl7-*:MSH[|]": None}}) == [
+        "journal carepath-hl7-*:MSH[|] is not set"]

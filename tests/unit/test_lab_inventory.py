@@ -35,3 +35,40 @@ def test_engines_without_a_sink_route_nowhere_and_no_engines_means_no_interface(
     bare = _inventory({"hl7_lb": ["lb1"], "servers": ["s1"]})
     lab._add_hl7(bare, _files(tmp_path))
     assert bare["vars"] == {}
+
+
+def test_the_hl7_lab_derives_its_firewall_flows_from_zones(tmp_path: Path) -> None:
+    from carepath import zones
+
+    inventory = _inventory({"webapp_lb": ["lb1"], "hl7_lb": ["lb1"], "webapp_hosts": ["app1", "app2"],
+                            "hl7_engines": ["app1"], "hl7_sinks": ["app2"], "servers": ["other1"]})
+    lab._add_webapp(inventory, _files(tmp_path))
+    lab._add_hl7(inventory, _files(tmp_path))
+    address = {h: v["ansible_host"] for h, v in inventory["hosts"].items()}
+    found = inventory["vars"]["firewall_zones"]
+    assert found == {
+        "lb": {"cidrs": [f"{address['lb1']}/32"], "description": "lab hosts: lb"},
+        "app": {"cidrs": [f"{address['app1']}/32", f"{address['app2']}/32"], "description": "lab hosts: app"},
+        "servers": {"cidrs": [f"{address['other1']}/32"], "description": "lab hosts: servers"},
+    }
+    flows = inventory["vars"]["firewall_flows"]
+    assert zones.problems(found, flows) == []
+    # One list for every host: no group replaces it.
+    assert all("firewall_flows" not in (g.get("vars") or {}) for g in inventory["children"].values())
+    engine = zones.inbound_rules(found, flows, "app")
+    assert zones.permits(engine, address["lb1"], 12575) and zones.permits(engine, address["lb1"], 12576)
+    assert not zones.permits(engine, address["app2"], 12575)  # the sink, another app host
+    assert not zones.permits(engine, "192.0.2.1", 12575)      # the machine running the lab
+    assert zones.exposures(engine, [12575, 12576], [address["lb1"]]) == []
+    balancer = zones.inbound_rules(found, flows, "lb")
+    assert zones.permits(balancer, "192.0.2.1", 2575) and zones.permits(balancer, "192.0.2.1", 443)
+    assert zones.permits(engine, address["app1"], 2575)       # engines reach the downstream system
+    assert not zones.permits(zones.inbound_rules(found, flows, "servers"), "192.0.2.1", 2575)
+
+
+def test_a_lab_without_hl7_keeps_its_group_flows(tmp_path: Path) -> None:
+    inventory = _inventory({"webapp_lb": ["lb1"], "webapp_hosts": ["app1"]})
+    lab._add_webapp(inventory, _files(tmp_path))
+    lab._add_hl7(inventory, _files(tmp_path))
+    assert "firewall_zones" not in inventory["vars"]
+    assert inventory["children"]["webapp_lb"]["vars"]["firewall_flows"]

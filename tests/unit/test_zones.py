@@ -433,7 +433,8 @@ def filters():
 
 
 def test_filter_plugin_exposes_the_functions(filters):
-    assert set(filters) == {"carepath_zone_problems", "carepath_zone_of", "carepath_inbound_rules", "carepath_permits"}
+    assert set(filters) == {"carepath_zone_problems", "carepath_zone_of", "carepath_inbound_rules", "carepath_permits",
+                            "carepath_exposures"}
     rules = filters["carepath_inbound_rules"](ZONES, FLOWS, "servers")
     assert rules == zones.inbound_rules(ZONES, FLOWS, "servers")
     assert filters["carepath_zone_of"](ZONES, "2001:db8:30::1") == "servers"
@@ -451,3 +452,41 @@ def test_filter_plugin_turns_value_errors_into_filter_errors(filters):
         filters["carepath_zone_of"](ZONES, "db01")
     with pytest.raises(AnsibleFilterError, match=r"port 0 is not a port number"):
         filters["carepath_permits"]([], "192.0.2.1", 0)
+
+
+# --- ports reached only through the load balancers (CP-HL7-04) --------------------------------
+
+LB_ZONES = {"lb": {"cidrs": ["10.1.0.0/24"]}, "engines": {"cidrs": ["10.2.0.0/24"]},
+            "clinical": {"cidrs": ["10.20.0.0/16", "fd00:20::/48"]}}
+
+
+def _engine_rules(*flows: dict) -> list[dict]:
+    return zones.inbound_rules(LB_ZONES, [{"name": "ssh", "from": "any", "ports": [22]}, *flows], "engines")
+
+
+def test_engine_ports_from_the_load_balancers_zone_are_not_an_exposure():
+    rules = _engine_rules({"name": "colours-from-lb", "from": "lb", "ports": [12575, 12576]})
+    assert zones.exposures(rules, [12575, 12576], ["10.1.0.5"]) == []
+
+
+def test_engine_ports_open_to_any_address_are_an_exposure_even_through_a_range():
+    rules = _engine_rules({"name": "wide", "from": "any", "ports": ["12000-13000"]})
+    assert zones.exposures(rules, [12575, 12576], ["10.1.0.5"], "the engine port") == [
+        "flow wide lets any address reach the engine port 12575, 12576"]
+
+
+def test_engine_ports_from_a_zone_without_a_load_balancer_are_an_exposure():
+    rules = _engine_rules({"name": "colours-from-clinical", "from": "clinical", "ports": [12575]})
+    found = zones.exposures(rules, [12575, 12576], ["10.1.0.5"])
+    assert found == ["flow colours-from-clinical lets 10.20.0.0/16, fd00:20::/48 reach port 12575, "
+                     "which holds no load balancer"]
+    # Load balancers known only by name: only 'any' can be judged, so a zone passes.
+    assert zones.exposures(rules, [12575], ["lb1.hospital.example"]) == []
+
+
+def test_udp_and_other_ports_are_not_exposures():
+    rules = _engine_rules({"name": "dns", "from": "any", "proto": "udp", "ports": [12575]},
+                          {"name": "web", "from": "any", "ports": [443]})
+    assert zones.exposures(rules, [12575], ["10.1.0.5"]) == []
+    with pytest.raises(ValueError, match="list of rules"):
+        zones.exposures("nope", [12575], [])

@@ -14,7 +14,7 @@ import pytest
 import testinfra
 from conftest import container_address, haproxy_command, haproxy_servers
 
-from carepath import mllp
+from carepath import controls, mllp
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,12 @@ def test_a_reload_does_not_leave_mllp_sessions_on_the_old_process_for_long(lb):
     assert closed and took < 15, took
     config = lb.file("/etc/haproxy/haproxy.cfg").content_string
     assert "hard-stop-after 4s" in config
+
+
+def test_the_tls_control_finds_the_plain_mllp_entry_only(lb):
+    # CP-HL7-03's check, run as the role's audit runs it: the plain entry (excepted in this
+    # scenario) is found, the TLS one is not.
+    check = next(c for c in controls.load() if c.id == "CP-HL7-03")
+    (command,) = check.check["command"]
+    found = lb.check_output(command)
+    assert "bind :2575" in found and ":2576" not in found, found

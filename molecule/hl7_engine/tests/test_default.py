@@ -3,29 +3,46 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import ssl
 import time
+from pathlib import Path
 
 import pytest
 import testinfra
-from conftest import haproxy_servers
+from conftest import container_address, haproxy_servers
 
 ENGINES = ("hl7-engine12", "hl7-engine13")
+LB = "hl7-engine13"
 STATE = "/var/lib/carepath/hl7_engine/adt"
 DATA = "/var/lib/carepath/hl7/adt"
 ARCHIVE = "/var/spool/carepath-hl7/adt-archive"
 CANARY = "ZZCANARY-7F3Q"
+
+
 # Synthetic, no PHI: an ADT^A08 with a Z-segment carrying the canary the logs must never hold.
-SEND = r"""
-import sys, hl7.client
-control = sys.argv[1]
-msg = "\r".join([
-    "MSH|^~\\&|MOLECULE|LAB|ADT|HOSP|20261206120000||ADT^A08|" + control + "|P|2.5",
-    "EVN|A08|20261206120000",
-    "ZZZ|1|""" + CANARY + r"""",
-])
-with hl7.client.MLLPClient("127.0.0.1", 2575) as client:
-    print(client.send_message(msg).decode().replace("\r", "\n"))
-"""
+def _message(control: str) -> str:
+    return "\r".join([
+        "MSH|^~\\&|MOLECULE|LAB|ADT|HOSP|20261206120000||ADT^A08|" + control + "|P|2.5",
+        "EVN|A08|20261206120000",
+        "ZZZ|1|" + CANARY,
+    ])
+
+
+def _send_over_tls(address: str, port: int, message: str) -> str:
+    """One message through HAProxy's MLLP entry, which speaks TLS only (CP-HL7-03), trusting the CA."""
+    context = ssl.create_default_context(cafile=str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "tls" / "ca.crt"))
+    with socket.create_connection((address, port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=f"{LB}.hospital.example") as conn:
+        conn.sendall(b"\x0b" + message.encode() + b"\x1c\r")
+        answer = b""
+        while not answer.endswith(b"\x1c\r"):
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.decode().strip("\x0b\x1c\r").replace("\r", "\n")
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +67,8 @@ def test_both_colours_run_their_release_on_debian_12_and_13(hosts):
 
 
 def test_a_message_through_haproxy_is_acked_stored_and_routed_and_never_logged(hosts):
-    lb = hosts["hl7-engine13"]
     control = f"MOL{int(time.time())}"
-    lb.check_output(f"cat > /tmp/send_hl7.py <<'EOF'\n{SEND}\nEOF")
-    ack = lb.check_output(f"python3 /tmp/send_hl7.py {control}")
+    ack = _send_over_tls(container_address(LB), 2575, _message(control))
     assert f"MSA|AA|{control}" in ack
     found = ""
     for _ in range(50):

@@ -334,6 +334,67 @@ def _add_hl7(inventory: dict[str, Any], files: LabFiles) -> None:
     inventory["vars"]["hl7_engine_destinations"] = [
         {"name": "downstream", "type": "mllp", "host": inventory["hosts"][sinks[0]]["ansible_host"], "port": HL7_PORT}
     ] if sinks else []
+    _add_zones(inventory)
+
+
+#: The lab's trust zones, in the order a host in several tiers is placed: a host is in exactly one.
+ZONE_TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("lb", (WEBAPP_LB_GROUP, HL7_LB_GROUP)),
+    ("app", (WEBAPP_HOSTS_GROUP, HL7_ENGINES_GROUP)),
+    ("downstream", (HL7_SINKS_GROUP,)),
+    ("servers", ()),
+)
+
+
+def _add_zones(inventory: dict[str, Any]) -> None:
+    """Trust zones of the lab's hosts and the firewall flows derived from them (the HL7 lab).
+
+    Each host is a zone member by its address (/32): the load balancers, the app and engine
+    hosts, the downstream systems, the other servers. The flows then say who may reach what:
+    SSH, the web entry and the MLLP entry (TLS) from anywhere, as senders sit all over a
+    hospital; the engines' colours only from the load balancers' zone (CP-HL7-04); the
+    downstream systems only from the engines' zone. Hosts reached on a loopback address (qemu
+    guests behind a forwarded port) are in no zone, and keep the flows that reach every zone.
+    """
+    children = inventory["children"]
+
+    def members(*groups: str) -> set[str]:
+        return {h for g in groups for h in (children.get(g) or {}).get("hosts", {})}
+
+    zones: dict[str, dict[str, Any]] = {}
+    zone_of: dict[str, str] = {}
+    for name, groups in ZONE_TIERS:
+        hosts = (members(*groups) if groups else set(inventory["hosts"])) - set(zone_of)
+        for host in sorted(hosts):
+            address = str(inventory["hosts"][host].get("ansible_host") or "")
+            if not address or address.startswith("127.") or address == "::1":
+                continue
+            zone_of[host] = name
+            zones.setdefault(name, {"cidrs": [], "description": f"lab hosts: {name}"})["cidrs"].append(
+                f"{address}/{128 if ':' in address else 32}")
+
+    def reached(*groups: str) -> list[str]:
+        return sorted({zone_of[h] for h in members(*groups) if h in zone_of})
+
+    flows: list[dict[str, Any]] = [{"name": "ssh-from-any", "from": "any", "proto": "tcp", "ports": [22]}]
+    wanted = [
+        ("syslog-tls-from-any", "any", (COLLECTOR_GROUP,), [6514]),
+        ("web-from-any", "any", (WEBAPP_LB_GROUP,), [80, 443]),
+        # The app colours stay reachable from the machine running the lab (its tests look at them).
+        ("app-colours-from-any", "any", (WEBAPP_HOSTS_GROUP,), list(WEBAPP_VARS["webapp_ports"].values())),
+        ("mllp-tls-from-any", "any", (HL7_LB_GROUP,), [HL7_PORT]),
+        ("engine-colours-from-lb", "lb", (HL7_ENGINES_GROUP,), list(HL7_ENGINE_PORTS.values())),
+        ("downstream-from-engines", "app", (HL7_SINKS_GROUP,), [HL7_PORT]),
+    ]
+    for name, source, groups, ports in wanted:
+        targets = reached(*groups)
+        if targets and (source == "any" or source in zones):
+            flows.append({"name": name, "from": source, "to": targets, "proto": "tcp", "ports": ports})
+    # One list for every host: group-level flows would replace it (and each other) per group.
+    for group in children.values():
+        (group.get("vars") or {}).pop("firewall_flows", None)
+    inventory["vars"]["firewall_zones"] = zones
+    inventory["vars"]["firewall_flows"] = flows
 
 
 def _inventory_host(host: LabHost, state: HostState) -> dict[str, str | int]:
