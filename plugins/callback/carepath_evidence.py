@@ -70,6 +70,7 @@ try:
     from carepath.evidence.artifacts import send_secrets
     from carepath.evidence.recorder import Recorder
     from carepath.evidence.redact import Redactor
+    from carepath.runid import RUN_ID_ENV
 except ImportError:  # a checkout that is not pip-installed (e.g. AWX project sync)
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
     from carepath import gate, sitepolicy
@@ -77,6 +78,7 @@ except ImportError:  # a checkout that is not pip-installed (e.g. AWX project sy
     from carepath.evidence.artifacts import send_secrets
     from carepath.evidence.recorder import Recorder
     from carepath.evidence.redact import Redactor
+    from carepath.runid import RUN_ID_ENV
 
 try:
     from ansible.parsing.vault import EncryptedString, VaultedValue
@@ -139,6 +141,9 @@ class CallbackModule(CallbackBase):
                              tags=list(args.get("tags") or []), inventory=inventory,
                              extra={"ansible_core": ansible_version}, decision=self._gate,
                              launch=gate.launch_record(args, extra_vars.keys()))
+        # The bundle's run id for the rest of the run: lookups and tasks (the carepath_run_id lookup,
+        # the deploy lock, host history) read it from the environment the workers inherit.
+        os.environ[RUN_ID_ENV] = self._recorder.run_id
         for aborted in self._recorder.aborted:
             self._display.warning(f"carepath: evidence of the stopped run {aborted} was sealed as aborted "
                                   "and listed in the ledger")

@@ -27,13 +27,13 @@ from typing import Any
 
 from carepath import change, sitepolicy, specs
 from carepath.errors import CarepathError
+from carepath.runid import RUN_ID_ENV
 from carepath.evidence.dsse import load_private_key
 
 TICKET_VAR, APPROVAL_VAR = "carepath_change_ticket", "carepath_change_approval"
 TICKET_ENV, APPROVAL_ENV = "CAREPATH_CHANGE_TICKET", "CAREPATH_CHANGE_APPROVAL"
 #: The tag every task of the gate carries, so evidence can tell the gate's own results from host work.
 GATE_TAG = "carepath_policy_gate"
-RUN_ID_ENV = "CAREPATH_RUN_ID"
 #: A run id names the run's evidence bundle (``carepath.evidence.bundle.NAME_RE``): no path, no ``..``.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shlex
 import signal
 import subprocess
@@ -15,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from carepath.evidence.artifacts import (
 )
 from carepath.evidence.redact import Redactor
 from carepath.project import Project
+from carepath.runid import RUN_ID_ENV, new_run_id
 
 
 @dataclass(frozen=True)
@@ -236,13 +235,6 @@ def _bracket_problem(glob: str) -> str | None:
 def _hosts_in(data: dict[str, dict[str, list[str]]]) -> set[str]:
     """Every host named in ``ansible-inventory --list`` output (``--limit`` already applied)."""
     return {host for name, group in data.items() if name != "_meta" for host in group.get("hosts", [])}
-
-
-def new_run_id(playbook: Path) -> str:
-    """``<UTC time>-<playbook>-<6 hex>``: names the runner's artifacts and the evidence bundle alike."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", playbook.stem)[:40] or "run"
-    return f"{stamp}-{stem}-{secrets.token_hex(3)}"
 
 
 def cmdline(request: RunRequest) -> list[str]:
@@ -536,7 +528,7 @@ def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory
         limit=request.limit,
         verbosity=request.verbosity or None,
         # The evidence bundle takes the runner's id, so bundle and artifacts name each other.
-        envvars={**_ansible_env(project), "CAREPATH_RUN_ID": run_id, **_change_env(request), **extra_env},
+        envvars={**_ansible_env(project), RUN_ID_ENV: run_id, **_change_env(request), **extra_env},
         # Inputs are never written to env/ (they could hold secrets and would leak into
         # later runs); facts are not cached between runs (see ansible.cfg).
         suppress_env_files=True,

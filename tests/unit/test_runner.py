@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from carepath import policy, runner, zones
+from carepath import policy, runid, runner, zones
 from carepath.errors import CarepathError
 from carepath.project import Project
 
@@ -98,7 +98,7 @@ def test_cmdline_passes_check_diff_tags_and_extra_vars():
 
 
 def test_run_ids_are_unique_and_sortable():
-    ids = {runner.new_run_id(Path("playbooks/site.yml")) for _ in range(20)}
+    ids = {runid.new_run_id(Path("playbooks/site.yml")) for _ in range(20)}
     assert len(ids) == 20
     assert all(re.fullmatch(r"\d{8}T\d{6}Z-site-[0-9a-f]{6}", i) for i in ids)
 

@@ -45,7 +45,7 @@ from carepath.evidence.chain import EventWriter, walk_chain
 from carepath.evidence.dsse import load_private_key
 from carepath.evidence.redact import POLICY_VERSION, Redactor
 from carepath.gate import Decision, requested_change
-from carepath.runner import new_run_id
+from carepath.runid import new_run_id
 
 CONTROL_TAG = re.compile(r"^cp_([a-z][a-z0-9]*)_(\d+)$")
 STATUSES = ("ok", "changed", "failed", "skipped", "unreachable")
