@@ -1,5 +1,5 @@
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check a role's controls against state observed by carepath_observe, on the controller.
 
 The ``Audit | Check the controls of <role>`` task generated from the control catalog calls

@@ -1,5 +1,5 @@
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Render a template on the controller like ansible.builtin.template; write it in one module run.
 
 The rendering is the builtin action's (same search path, template variables and Jinja

@@ -1,5 +1,5 @@
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Record every run as a signed, hash-chained evidence bundle (carepath.evidence.recorder)."""
 
 from __future__ import annotations
@@ -142,8 +142,10 @@ class CallbackModule(CallbackBase):
                              extra={"ansible_core": ansible_version}, decision=self._gate,
                              launch=gate.launch_record(args, extra_vars.keys()))
         # The bundle's run id for the rest of the run: lookups and tasks (the carepath_run_id lookup,
-        # the deploy lock, host history) read it from the environment the workers inherit.
-        os.environ[RUN_ID_ENV] = self._recorder.run_id
+        # the deploy lock, host history) read it from the environment the workers inherit. A requested
+        # id that is no run id stays as it was, so the gate's play refuses the run before any host.
+        if gate.run_id_problem(os.environ) is None:
+            os.environ[RUN_ID_ENV] = self._recorder.run_id
         for aborted in self._recorder.aborted:
             self._display.warning(f"carepath: evidence of the stopped run {aborted} was sealed as aborted "
                                   "and listed in the ledger")

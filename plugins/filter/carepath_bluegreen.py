@@ -1,5 +1,5 @@
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The blue-green naming contract between HAProxy's configuration and the deploys that switch it.
 
 roles/haproxy renders one backend per service and two servers (blue, green) per host; roles/webapp

@@ -1,5 +1,5 @@
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The policy gate as a lookup: Ansible evaluates a play's hosts line whatever the tags say."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check Linux audit rules (the syntax of auditctl(8) rule files) without the kernel.
 
 ``auditctl`` has no dry run, and where there is no audit netlink socket (an unprivileged

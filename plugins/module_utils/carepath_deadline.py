@@ -1,5 +1,5 @@
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Try something on the managed host until it succeeds or a wall-clock deadline passes.
 
 The gates of a blue-green deploy (carepath_health, carepath_hl7_probe) poll on the host itself

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Poll a release's health endpoint on the host itself, within a wall-clock deadline."""
 
 from __future__ import annotations

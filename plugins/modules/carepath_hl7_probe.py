@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Send one HL7 v2 test message over MLLP and judge the ACK: the health gate of an engine deploy."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read, in one module run, the host state that carepath's controls are checked against."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Install and remove Debian packages in one apt transaction, reading state with dpkg only."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Install a web app release from a verified artifact into its own, never-modified directory."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # Copyright: carepath contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Keep systemd units enabled, running, stopped or masked, reading their state in one systemctl call."""
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from typing import Any
 
 from carepath import change, sitepolicy, specs
 from carepath.errors import CarepathError
-from carepath.runid import RUN_ID_ENV
 from carepath.evidence.dsse import load_private_key
+from carepath.runid import RUN_ID_ENV
 
 TICKET_VAR, APPROVAL_VAR = "carepath_change_ticket", "carepath_change_approval"
 TICKET_ENV, APPROVAL_ENV = "CAREPATH_CHANGE_TICKET", "CAREPATH_CHANGE_APPROVAL"
