@@ -3,8 +3,10 @@
 The `weblab` fixture's HAProxy (it-lb, MLLP on 2575) sends to the engine host it-app1, whose
 engines route to the downstream system on it-app2 (playbooks/lab_hl7_sink.yml), which keeps
 every message it ACKs as a file named after its MSH-10. Four senders keep persistent
-connections busy at 200 messages/s (unique MSH-10s, resend until ACKed, one at a time) while
-releases are deployed, rolled back, refused, and the new engine is killed with SIGKILL.
+connections busy at 100 messages/s (unique MSH-10s, resend until ACKed, one at a time) while
+releases are deployed, rolled back, refused, and the new engine is killed with SIGKILL. (Half
+the rate bench/hl7 aims at: this suite shares its 2 cores with other labs, and the old colour's
+queue must drain within hl7_engine_drain_timeout; the rates themselves are the benchmark's.)
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def test_deploy_rollback_refusals_and_a_killed_engine_under_load_lose_no_acked_m
         timings[name] = time.monotonic() - started
         return proc
 
-    with mllp.Traffic(lab.hosts["it-lb"], 2575, senders=4, rate=200, prefix="ITHL", ack_timeout=5,
+    with mllp.Traffic(lab.hosts["it-lb"], 2575, senders=4, rate=100, prefix="ITHL", ack_timeout=5,
                       tls=lab.tls(), server_name="it-lb") as senders:
         time.sleep(3)
         assert senders.acked() > 100, "no traffic flows through the load balancer"
@@ -100,7 +102,8 @@ def test_deploy_rollback_refusals_and_a_killed_engine_under_load_lose_no_acked_m
             assert f"adt {broken} failed its health gate on it-app1" in refused.stdout, refused.stdout[-3000:]
             assert "Traffic never moved" in refused.stdout
         again = deploy(lab, releases, "2.1.0")
-        assert again.returncode == 0, again.stdout[-4000:]
+        assert again.returncode == 0, again.stdout[-4000:] + json.dumps(
+            {c: engine_status(lab, c) for c in ("blue", "green")}, indent=1)
         active = engine_state(lab)["active"]
         acked_before_kill = senders.acked()
         lab.ssh("it-app1", f"sudo systemctl kill -s KILL carepath-hl7-{ENGINE}@{active}")
@@ -139,9 +142,10 @@ def test_deploy_rollback_refusals_and_a_killed_engine_under_load_lose_no_acked_m
     seen = {(r["action"], r["version"]) for r in evidence_releases(up)}
     assert ("activated", "2.0.0") in seen and ("drained", "1.0.0") in seen
     assert timings["rollback"] < 60
+    drained = ", ".join(f"{h['queued_at_switch']} in {h['drained_seconds']} s" for h in drains[-3:])
     print(f"\nHL7 cutover under load: {mllp.format_summary(summary)}; sink got {len(got)} "
           f"({duplicates} duplicates, {cut} sessions cut); deploy {timings['deploy']:.1f} s, "
-          f"rollback {timings['rollback']:.1f} s")
+          f"rollback {timings['rollback']:.1f} s; old colours' queues drained: {drained}")
     lab.assert_healthy("it-app1", "it-app2", when="after HL7 deploys, a rollback, refusals and a kill")
 
 

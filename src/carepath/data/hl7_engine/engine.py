@@ -270,7 +270,7 @@ class Engine:
                 continue
             try:
                 if sender is not None:
-                    # Each message is marked as soon as its ACK is in: a crash resends one message at most.
+                    # Each message is marked once its ACK is in (Sender.send): a crash resends one at most.
                     async def marked(message_id: int, state: int, control: str) -> None:
                         if state == REJECTED:
                             LOG.warning("%s rejected %s (set aside, not retried)", name, control)
@@ -403,8 +403,14 @@ class Sender:
             self.conn = None
 
     async def send(self, batch: list[tuple[int, str, bytes]], marked) -> None:  # noqa: ANN001
-        """Send in order, each after the previous one's ACK; ``marked(id, state, control)`` records each."""
+        """Send in order, each after the previous one's ACK; ``marked(id, state, control)`` records each.
+
+        A message's mark is written while the next message is on the wire, and it is written
+        before the one after that is sent: one ACKed message at most is not yet marked, so a
+        crash resends one message at most, and the store's commits do not slow the route down.
+        """
         timeout = float(self.dest.get("ack_timeout", 10))
+        marking: asyncio.Future[None] | None = None
         try:
             reader, writer = await self.connect()
             for message_id, control, body in batch:
@@ -416,15 +422,21 @@ class Sender:
                 if acked != control:
                     raise DeliveryError(f"ACK for {acked!r}, expected {control!r}")
                 if code in ("AA", "CA"):
-                    await marked(message_id, DELIVERED, control)
+                    state = DELIVERED
                 elif code in ("AR", "CR"):
-                    await marked(message_id, REJECTED, control)
+                    state = REJECTED
                 else:
                     raise DeliveryError(f"{code} for {control}")
+                if marking is not None:
+                    await marking
+                marking = asyncio.ensure_future(marked(message_id, state, control))
         except DeliveryError:
             raise
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, KeyError) as err:
             raise DeliveryError(f"{type(err).__name__}: {err}") from err
+        finally:
+            if marking is not None:
+                await marking  # what was ACKed is recorded, even when the next send failed
 
 
 def write_files(folder: Path, batch: list[tuple[int, str, bytes]]) -> list[int]:
