@@ -13,12 +13,10 @@ import os
 
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
-from ansible.template import trust_as_template
 
-try:  # the variables ansible.builtin.template adds (ansible_managed, template_path, ...)
-    from ansible._internal._templating._template_vars import generate_ansible_template_vars
-except ImportError:  # pragma: no cover - older ansible-core
-    from ansible.template import generate_ansible_template_vars
+# generate_ansible_template_vars: the variables ansible.builtin.template adds (ansible_managed,
+# template_path, ...); public in ansible-core 2.19, marked for deprecation in 2.23 (then inline them).
+from ansible.template import generate_ansible_template_vars, trust_as_template
 
 
 class ActionModule(ActionBase):
@@ -38,7 +36,7 @@ class ActionModule(ActionBase):
             module_args = {"files": files}
         else:
             module_args = self._prepare(args, task_vars)
-        result.update(self._execute_module(module_name="carepath_template", module_args=module_args,
+        result.update(self._execute_module(module_name="carepath.core.carepath_template", module_args=module_args,
                                            task_vars=task_vars))
         return result
 
@@ -58,10 +56,10 @@ class ActionModule(ActionBase):
         searchpath = [*task_vars.get("ansible_search_path", []), self._loader._basedir, os.path.dirname(source)]
         searchpath = [q for p in searchpath for q in (os.path.join(p, "templates"), p)]
         template_vars = dict(task_vars)
-        template_vars.update(generate_ansible_template_vars(
-            path=args["src"], fullpath=source, dest_path=args["dest"],
-            include_ansible_managed="ansible_managed" not in template_vars,
-        ))
+        generated = generate_ansible_template_vars(path=args["src"], fullpath=source, dest_path=args["dest"])
+        if "ansible_managed" in template_vars:  # a site's own ansible_managed wins, as with ansible.builtin.template
+            generated.pop("ansible_managed", None)
+        template_vars.update(generated)
         templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=template_vars)
         text = templar.template(trust_as_template(self._loader.get_text_file_contents(source)),
                                 escape_backslashes=False, overrides={"trim_blocks": True})

@@ -26,7 +26,7 @@ options:
 
 EXAMPLES = r"""
 - name: Apply the baseline
-  hosts: "{{ lookup('carepath_gate', 'all') }}"
+  hosts: "{{ lookup('carepath.core.carepath_gate', 'all') }}"
   roles: [os_hardening]
 """
 
@@ -49,15 +49,18 @@ from ansible.utils.vars import load_extra_vars
 from carepath import gate, sitepolicy
 
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
+EVIDENCE_CALLBACK = "carepath.core.carepath_evidence"
 #: Listing and syntax checks touch no host: they need no decision.
 _NO_HOSTS = ("syntax", "listhosts", "listtasks", "listtags")
 
 
 def evidence_key(variables=None):
     """The evidence signing key the evidence callback will use (its option, from ansible.cfg or environment)."""
-    callback_loader.get("carepath_evidence", class_only=True)
+    # Loading the callback registers its options, under the name the loader resolved it to.
+    found = callback_loader.get_with_context(EVIDENCE_CALLBACK, class_only=True).plugin_load_context
+    name = found.plugin_resolved_name if found.resolved else EVIDENCE_CALLBACK
     try:
-        return C.config.get_config_value("signing_key", plugin_type="callback", plugin_name="carepath_evidence",
+        return C.config.get_config_value("signing_key", plugin_type="callback", plugin_name=name,
                                          variables=variables)
     except AnsibleError:
         return None

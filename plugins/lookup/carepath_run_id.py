@@ -24,7 +24,7 @@ options:
 EXAMPLES = r"""
 - name: Name the lock after this run
   ansible.builtin.set_fact:
-    holder: {run_id: "{{ lookup('carepath_run_id', 'adt') }}"}
+    holder: {run_id: "{{ lookup('carepath.core.carepath_run_id', 'adt') }}"}
 """
 
 RETURN = r"""

@@ -51,7 +51,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Write the audit rules
-  carepath_audit_rules:
+  carepath.core.carepath_audit_rules:
     path: /etc/audit/rules.d/50-carepath.rules
     content: "{{ lookup('ansible.builtin.template', 'carepath.rules.j2') }}"
     owner: root
@@ -59,7 +59,7 @@ EXAMPLES = r"""
     mode: "0640"
 
 - name: Check a rules file someone else wrote, changing nothing
-  carepath_audit_rules:
+  carepath.core.carepath_audit_rules:
     path: /etc/audit/rules.d/60-vendor.rules
 """
 
@@ -83,7 +83,11 @@ import pwd
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.carepath_audit_rules import active_rules, check_text, parse_syscall_table
+from ansible_collections.carepath.core.plugins.module_utils.carepath_audit_rules import (
+    active_rules,
+    check_text,
+    parse_syscall_table,
+)
 
 
 def _known(lookup, name):

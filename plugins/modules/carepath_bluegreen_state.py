@@ -44,12 +44,12 @@ notes:
 
 EXAMPLES = r"""
 - name: Read the state
-  carepath_bluegreen_state:
+  carepath.core.carepath_bluegreen_state:
     dir: /var/lib/carepath/webapp/scheduling
   register: state
 
 - name: Record the switch
-  carepath_bluegreen_state:
+  carepath.core.carepath_bluegreen_state:
     dir: /var/lib/carepath/webapp/scheduling
     event: {action: activated, version: 2.0.0, colour: green, run_id: "{{ run_id }}"}
 """
@@ -63,7 +63,7 @@ rollback_target:
   description: The release a rollback goes back to (the one live before the active one), and whether it is bad.
   returned: always
   type: dict
-carepath_release:
+carepath.core.carepath_release:
   description:
     - The event recorded, with the service's name (C(app), the state directory's name) and
       O(kind); the evidence callback keeps it in the run's audit evidence.

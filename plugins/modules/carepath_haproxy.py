@@ -77,7 +77,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Move the scheduling app's traffic to app1's green colour
-  carepath_haproxy:
+  carepath.core.carepath_haproxy:
     backend: be_scheduling
     server: app1_green
     from_server: app1_blue

@@ -56,13 +56,13 @@ attributes:
 
 EXAMPLES = r"""
 - name: Health gate
-  carepath_health:
+  carepath.core.carepath_health:
     url: http://127.0.0.1:8081/healthz
     version: 2.0.0
     deadline: 15
 
 - name: Wait until the engine that gave up the traffic has routed its queue
-  carepath_health:
+  carepath.core.carepath_health:
     url: http://127.0.0.1:8581/status
     fields: {queued: 0}
     deadline: 60
@@ -100,8 +100,8 @@ import contextlib
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.carepath_deadline import until_deadline
 from ansible.module_utils.urls import open_url
+from ansible_collections.carepath.core.plugins.module_utils.carepath_deadline import until_deadline
 
 
 def probe(url, version, timeout, fields=None):

@@ -77,12 +77,12 @@ attributes:
 
 EXAMPLES = r"""
 - name: Gate the idle colour before it gets traffic
-  carepath_hl7_probe:
+  carepath.core.carepath_hl7_probe:
     port: 12576
     deadline: 15
 
 - name: Probe the listener over TLS, through the load balancer
-  carepath_hl7_probe:
+  carepath.core.carepath_hl7_probe:
     host: hl7.hospital.example
     port: 2575
     tls: true
@@ -133,7 +133,7 @@ import ssl
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.carepath_deadline import until_deadline
+from ansible_collections.carepath.core.plugins.module_utils.carepath_deadline import until_deadline
 
 try:
     import hl7

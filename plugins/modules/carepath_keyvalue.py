@@ -49,7 +49,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Set password ageing in login.defs
-  carepath_keyvalue:
+  carepath.core.carepath_keyvalue:
     path: /etc/login.defs
     settings: {PASS_MAX_DAYS: 365, PASS_MIN_DAYS: 1}
 """

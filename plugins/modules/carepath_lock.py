@@ -52,7 +52,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Refuse a second deploy of the same app
-  carepath_lock:
+  carepath.core.carepath_lock:
     path: /run/carepath/locks/webapp-scheduling.lock
     holder: {run_id: "{{ run_id }}", operator: alice}
     what: deploy of scheduling

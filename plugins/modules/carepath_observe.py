@@ -108,7 +108,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Observe what the ssh_hardening controls are checked against
-  carepath_observe:
+  carepath.core.carepath_observe:
     sshd: true
     files: [/etc/ssh/sshd_config]
   register: observed
@@ -145,7 +145,7 @@ import shlex
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.carepath_audit_rules import active_rules, executed_paths, natural_key
+from ansible_collections.carepath.core.plugins.module_utils.carepath_audit_rules import active_rules, executed_paths, natural_key
 
 
 def _sshd(module):

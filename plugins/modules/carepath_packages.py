@@ -58,7 +58,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Install chrony as the only time daemon
-  carepath_packages:
+  carepath.core.carepath_packages:
     present: [chrony]
     absent: [ntp, ntpsec, systemd-timesyncd]
   register: __time_sync_install

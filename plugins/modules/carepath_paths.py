@@ -47,13 +47,13 @@ notes:
 
 EXAMPLES = r"""
 - name: Restrict the account databases
-  carepath_paths:
+  carepath.core.carepath_paths:
     paths:
       - {path: /etc/shadow, group: shadow, mode: "0640"}
       - {path: /etc/passwd, mode: "0644"}
 
 - name: Create the drop-in directories
-  carepath_paths:
+  carepath.core.carepath_paths:
     state: directory
     mode: "0755"
     paths: [/etc/systemd/system/auditd.service.d, /etc/systemd/system/audit-rules.service.d]

@@ -55,7 +55,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Install release 2.0.0 of the scheduling app
-  carepath_release:
+  carepath.core.carepath_release:
     root: /srv/carepath/scheduling
     version: 2.0.0
     src: /var/lib/carepath/webapp/scheduling/artifacts/scheduling-2.0.0.tar.gz

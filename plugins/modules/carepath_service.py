@@ -56,13 +56,13 @@ notes:
 
 EXAMPLES = r"""
 - name: Keep sshd enabled and running
-  carepath_service:
+  carepath.core.carepath_service:
     name: ssh
     enabled: true
     state: started
 
 - name: Mask the package's own timer and run ours
-  carepath_service:
+  carepath.core.carepath_service:
     units:
       - {name: dailyaidecheck.timer, state: stopped, enabled: false, masked: true}
       - {name: carepath-aide-check.timer, state: started, enabled: true}

@@ -47,7 +47,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Turn forwarding and ICMP redirects off
-  carepath_sysctl:
+  carepath.core.carepath_sysctl:
     path: /etc/sysctl.d/60-carepath.conf
     parameters:
       net.ipv4.conf.all.accept_redirects: 0

@@ -70,7 +70,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Write the chrony configuration
-  carepath_template:
+  carepath.core.carepath_template:
     src: chrony.conf.j2
     dest: /etc/chrony/chrony.conf
     mode: "0644"

@@ -176,12 +176,32 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--server-name", help="the name the certificate must hold (default: the host)")
     send.add_argument("--prefix", default="CPSEND", help="sending application prefix (MSH-3; default: CPSEND)")
 
+    dist = commands.add_parser(
+        "dist", help="build the carepath.core collection and the carepath wheel (for AWX / Automation Platform)",
+    )
+    dist.add_argument("--out", type=Path, default=Path("dist"), help="folder for the artifacts (default: dist)")
+    dist.add_argument("--base-image", default=None,
+                      help="the execution environment's base image (default: Automation Platform's ee-minimal-rhel9)")
+
     ctl = commands.add_parser("controls", help="the control catalog: list, or sync what is derived from it")
     ctl_commands = ctl.add_subparsers(dest="controls_command", required=True, metavar="ACTION")
     ctl_commands.add_parser("list", help="print the control table")
     ctl_commands.add_parser("sync", help="regenerate audit tasks, task tags and roles/CONTROLS.md")
     ctl_commands.add_parser("check", help="exit 1 when a derived file disagrees with the catalog")
     return parser
+
+
+def _cmd_dist(project: Project, args: argparse.Namespace) -> int:
+    from carepath import dist
+
+    print(f"building carepath {dist.check(project.root)}: the collection, then the wheel", flush=True)
+    built = dist.build(project.root, args.out.resolve(), args.base_image or dist.EE_BASE_IMAGE)
+    print(f"collection  {built.collection}\nwheel       {built.wheel}\nexecution environment  {built.execution_environment}")
+    print("install both where playbooks run (a control node):\n"
+          f"  ansible-galaxy collection install {built.collection.name}\n  pip install {built.wheel.name}\n"
+          f"or build the execution environment for AWX / Automation Platform:\n"
+          f"  cd {args.out} && ansible-builder build -f execution-environment.yml -t carepath-ee:{built.version}")
+    return 0
 
 
 def _lab_context(project: Project, args: argparse.Namespace) -> tuple[Topology, LabFiles]:
@@ -431,13 +451,27 @@ def _quiet_broken_pipe() -> int:
     return 1
 
 
+def _project_for(args: argparse.Namespace) -> Project:
+    """The checkout, for the commands that work on one. Verifying or reporting evidence, making a
+    key at a given path and the HL7 and web app tools also work where only the wheel is installed
+    (an auditor's workstation, an execution environment): they get a project they never read."""
+    try:
+        return Project.discover()
+    except CarepathError:
+        standalone = (args.command in ("hl7", "webapp")
+                      or (args.command == "evidence" and (args.evidence_command != "keygen" or args.key)))
+        if not standalone:
+            raise
+        return Project(root=Path.cwd())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        project = Project.discover()
+        project = _project_for(args)
         handlers = {
             "lab": _cmd_lab, "run": _cmd_run, "drift": _cmd_drift, "controls": _cmd_controls, "evidence": _cmd_evidence,
-            "change": _cmd_change, "webapp": _cmd_webapp, "hl7": _cmd_hl7,
+            "change": _cmd_change, "webapp": _cmd_webapp, "hl7": _cmd_hl7, "dist": _cmd_dist,
         }
         code = handlers[args.command](project, args)
         sys.stdout.flush()  # inside the try: a closed pipe is noticed here, not at interpreter exit

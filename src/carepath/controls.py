@@ -136,13 +136,13 @@ def audit_tasks(role: str, controls: list[Control]) -> str:
     tasks: list[dict[str, Any]] = [
         {
             "name": f"Audit | Observe what the controls of {role} are checked against",
-            "carepath_observe": _observe_args(mine),
+            "carepath.core.carepath_observe": _observe_args(mine),
             "register": register,
             "tags": all_tags,
         },
         {
             "name": audit_task_name(role),
-            "carepath_control": {
+            "carepath.core.carepath_control": {
                 "role": role,
                 "observed": f"{{{{ {register}.observed }}}}",
                 "exceptions": "{{ carepath_exceptions | default([]) }}",

@@ -83,8 +83,6 @@ def _bin(tool: str) -> str:
 def _ansible_env(project: Project) -> dict[str, str]:
     return {
         "ANSIBLE_CONFIG": str(project.ansible_cfg),
-        # ansible-runner sets this to its own display plugin's folder; ours must stay on it.
-        "ANSIBLE_CALLBACK_PLUGINS": str(project.root / "plugins" / "callback"),
         # ansible-runner turns host key checking off unless told otherwise.
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -149,7 +149,7 @@ def test_a_kernel_parameter_that_does_not_hold_fails_with_its_name(vm_lab: Lab):
     # Two names of one kernel setting asked to differ: the value written first cannot hold.
     args = json.dumps({"path": "/tmp/carepath-test-sysctl.conf",
                        "parameters": {"net.ipv4.ip_forward": 0, "net.ipv4.conf.all.forwarding": 1}})
-    proc = subprocess.run([str(BIN / "ansible"), HOST, "-i", str(vm_lab.inventory), "-b", "-m", "carepath_sysctl",
+    proc = subprocess.run([str(BIN / "ansible"), HOST, "-i", str(vm_lab.inventory), "-b", "-m", "carepath.core.carepath_sysctl",
                            "-a", args], capture_output=True, text=True, env=cli_env(), cwd=ROOT, check=False)
     try:
         assert proc.returncode != 0, proc.stdout

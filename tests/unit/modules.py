@@ -1,9 +1,11 @@
-"""Load a module of plugins/modules and run its main() in-process, as Ansible would."""
+"""Load a module of plugins/modules and run its main() in-process, as Ansible would.
+
+Its module_utils are imported by FQCN from the checkout's collection (pyproject.toml puts
+playbooks/collections on the tests' path)."""
 
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from unittest import mock
@@ -13,22 +15,9 @@ from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 MODULES = Path(__file__).resolve().parents[2] / "plugins" / "modules"
-MODULE_UTILS = MODULES.parent / "module_utils"
-
-
-def _register_module_utils() -> None:
-    """carepath's module_utils importable as ansible.module_utils.<name>, as Ansible ships them to a host."""
-    for path in sorted(MODULE_UTILS.glob("carepath_*.py")):
-        name = f"ansible.module_utils.{path.stem}"
-        if name not in sys.modules:
-            spec = importlib.util.spec_from_file_location(name, path)
-            assert spec is not None and spec.loader is not None
-            sys.modules[name] = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(sys.modules[name])
 
 
 def load(name: str) -> ModuleType:
-    _register_module_utils()
     spec = importlib.util.spec_from_file_location(name, MODULES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

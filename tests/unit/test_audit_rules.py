@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import jinja2
@@ -174,7 +173,6 @@ def test_files_are_read_in_augenrules_order():
 
 @pytest.fixture(scope="module")
 def observe():
-    sys.modules.setdefault("ansible.module_utils.carepath_audit_rules", rules)
     return _load("carepath_observe", ROOT / "plugins" / "modules" / "carepath_observe.py")
 
 

@@ -36,9 +36,9 @@ def test_a_task_and_the_catalog_disagreeing_is_caught(tmp_path):
 def test_every_control_is_checked_once_by_its_role_with_the_catalog_tags():
     for role in sorted({c.role for c in CATALOG}):
         tasks = yaml.safe_load((ROOT / "roles" / role / "tasks" / "audit.yml").read_text())
-        (audit,) = [t for t in tasks if "carepath_control" in t]
+        (audit,) = [t for t in tasks if "carepath.core.carepath_control" in t]
         assert audit["name"] == controls.audit_task_name(role)
-        listed = {entry["id"]: entry for entry in audit["carepath_control"]["controls"]}
+        listed = {entry["id"]: entry for entry in audit["carepath.core.carepath_control"]["controls"]}
         mine = [c for c in CATALOG if c.role == role]
         assert sorted(listed) == sorted(c.id for c in mine)
         for control in mine:

@@ -288,7 +288,7 @@ def test_a_run_refused_by_the_gates_lookup_is_sealed_as_refused(tmp_path: Path, 
 - name: Policy gate
   ansible.builtin.import_playbook: {ROOT / 'playbooks' / 'policy_gate.yml'}
 - name: Touch
-  hosts: "{{{{ lookup('carepath_gate', 'all') }}}}"
+  hosts: "{{{{ lookup('carepath.core.carepath_gate', 'all') }}}}"
   gather_facts: false
   tasks:
     - name: Reach the host

@@ -42,7 +42,7 @@ def site(tmp_path: Path) -> dict[str, Path]:
 - name: Policy gate
   ansible.builtin.import_playbook: {ROOT / 'playbooks' / 'policy_gate.yml'}
 - name: Touch the host
-  hosts: "{{{{ lookup('carepath_gate', 'all') }}}}"
+  hosts: "{{{{ lookup('carepath.core.carepath_gate', 'all') }}}}"
   gather_facts: false
   tasks:
     - name: Reach the host

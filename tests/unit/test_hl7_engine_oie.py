@@ -25,9 +25,7 @@ DBPASS = "Db-S3cret-pass-99"
 def _config(tmp: Path) -> Path:
     cfg = tmp / "ansible.cfg"
     cfg.write_text("\n".join([
-        "[defaults]", f"roles_path = {ROOT / 'roles'}", f"library = {ROOT / 'plugins/modules'}",
-        f"module_utils = {ROOT / 'plugins/module_utils'}", f"filter_plugins = {ROOT / 'plugins/filter'}",
-        f"action_plugins = {ROOT / 'plugins/action'}", f"lookup_plugins = {ROOT / 'plugins/lookup'}",
+        "[defaults]", f"roles_path = {ROOT / 'roles'}", f"collections_path = {ROOT / 'playbooks/collections'}",
         "interpreter_python = auto_silent", "nocows = True", ""]))
     return cfg
 

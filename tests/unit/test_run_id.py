@@ -22,7 +22,7 @@ PLAYBOOK = """---
   tasks:
     - name: Write what the lookup and the environment say
       ansible.builtin.copy:
-        content: "{{ {'lookup': lookup('carepath_run_id', 'adt'),
+        content: "{{ {'lookup': lookup('carepath.core.carepath_run_id', 'adt'),
                       'env': lookup('ansible.builtin.env', 'CAREPATH_RUN_ID')} | to_json }}"
         dest: "{{ out_dir }}/seen.json"
         mode: "0600"

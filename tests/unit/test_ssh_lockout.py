@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "roles" / "ssh_hardening" / "filter_plugins" / "ssh_access.py"
+_PATH = Path(__file__).resolve().parents[2] / "plugins" / "filter" / "carepath_ssh_access.py"
 _spec = importlib.util.spec_from_file_location("ssh_access", _PATH)
 assert _spec and _spec.loader
 ssh_access = importlib.util.module_from_spec(_spec)

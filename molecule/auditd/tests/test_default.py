@@ -34,11 +34,11 @@ def _rules(host, path: str) -> list[str]:
 def _module(host, args: str) -> subprocess.CompletedProcess[str]:
     """Run the role's carepath_audit_rules module directly on the container, as an ad-hoc task."""
     env = dict(os.environ)
-    env.update(ANSIBLE_LIBRARY=str(ROOT / "plugins" / "modules"), ANSIBLE_MODULE_UTILS=str(ROOT / "plugins" / "module_utils"),
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(ROOT / "playbooks" / "collections"),
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
     argv = [str(Path(sys.executable).parent / "ansible"), "all", "-i", f"{host.backend.name},",
             "-c", "containers.podman.podman", "-e", "ansible_python_interpreter=/usr/bin/python3",
-            "-m", "carepath_audit_rules", "-a", args]
+            "-m", "carepath.core.carepath_audit_rules", "-a", args]
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
 
 
