@@ -194,9 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_dist(project: Project, args: argparse.Namespace) -> int:
     from carepath import dist
 
-    print(f"building carepath {dist.check(project.root)}: the collection, then the wheel", flush=True)
+    print("building the collection, the wheel and the execution environment's definition", flush=True)
     built = dist.build(project.root, args.out.resolve(), args.base_image or dist.EE_BASE_IMAGE)
-    print(f"collection  {built.collection}\nwheel       {built.wheel}\nexecution environment  {built.execution_environment}")
+    print(f"carepath {built.version}\ncollection  {built.collection}\nwheel       {built.wheel}\n"
+          f"execution environment  {built.execution_environment}")
     print("install both where playbooks run (a control node):\n"
           f"  ansible-galaxy collection install {built.collection.name}\n  pip install {built.wheel.name}\n"
           f"or build the execution environment for AWX / Automation Platform:\n"

@@ -14,9 +14,7 @@ an ansible-builder (schema 3) ``execution-environment.yml`` that installs both i
 
 from __future__ import annotations
 
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import tomllib
@@ -26,11 +24,12 @@ from pathlib import Path
 import yaml
 
 from carepath.errors import CarepathError
+from carepath.procs import local_tool, run
 
 COLLECTION_DIR = Path("playbooks/collections/ansible_collections/carepath/core")
 NAMESPACE, NAME = "carepath", "core"
-#: Lab-only playbooks stay out of the collection: they use the checkout's sources and make lab hosts.
-LAB_PLAYBOOKS = re.compile(r"^lab_")
+#: Lab-only playbooks (lab_*.yml) stay out of the collection: they use the checkout's sources.
+LAB_PREFIX = "lab_"
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
@@ -48,8 +47,12 @@ class Dist:
     execution_environment: Path
 
 
+def _project(root: Path) -> dict:
+    return tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
 def project_version(root: Path) -> str:
-    return str(tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
+    return str(_project(root)["version"])
 
 
 def galaxy(root: Path) -> dict:
@@ -70,7 +73,7 @@ def check(root: Path) -> str:
 
 def pins(root: Path) -> list[str]:
     """The wheel's pinned runtime dependencies, as pyproject.toml lists them."""
-    return list(tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"])
+    return list(_project(root)["dependencies"])
 
 
 def execution_environment(root: Path, wheel: Path, collection: Path, base_image: str = EE_BASE_IMAGE) -> dict:
@@ -110,7 +113,7 @@ def stage(root: Path, dest: Path) -> Path:
     shutil.copytree(source, target, symlinks=False, ignore=IGNORED)  # the links become real folders
     (target / "playbooks").mkdir()
     for playbook in sorted((root / "playbooks").glob("*.yml")):
-        if not LAB_PLAYBOOKS.match(playbook.name):
+        if not playbook.name.startswith(LAB_PREFIX):
             shutil.copy2(playbook, target / "playbooks" / playbook.name)
     shutil.copy2(root / "README.md", target / "README.md")
     shutil.copy2(root / "LICENSE", target / "LICENSE")
@@ -121,16 +124,14 @@ def build(root: Path, out: Path, base_image: str = EE_BASE_IMAGE) -> Dist:
     """Build the collection tarball, the wheel and the execution environment's definition into ``out``."""
     version = check(root)
     out.mkdir(parents=True, exist_ok=True)
-    galaxy_cli = shutil.which("ansible-galaxy", path=str(Path(sys.executable).parent)) or shutil.which("ansible-galaxy")
-    if galaxy_cli is None:
-        raise CarepathError("ansible-galaxy is not installed (it comes with ansible-core): run `make setup`")
     with tempfile.TemporaryDirectory(prefix="carepath-dist-") as tmp:
         staged = stage(root, Path(tmp))
-        _run([galaxy_cli, "collection", "build", str(staged), "--output-path", str(out), "--force"])
+        run([local_tool("ansible-galaxy"), "collection", "build", str(staged), "--output-path", str(out), "--force"])
     collection = out / f"{NAMESPACE}-{NAME}-{version}.tar.gz"
     leftover = not (root / "build").exists()  # setuptools builds in the checkout; tidy what it adds
     try:
-        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(root)])
+        run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(root)],
+            what="pip wheel")
     finally:
         if leftover:
             shutil.rmtree(root / "build", ignore_errors=True)
@@ -144,8 +145,3 @@ def build(root: Path, out: Path, base_image: str = EE_BASE_IMAGE) -> Dist:
                   encoding="utf-8")
     return Dist(collection=collection, wheel=wheel, version=version, execution_environment=ee)
 
-
-def _run(argv: list[str]) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603 - our own argv
-    if proc.returncode != 0:
-        raise CarepathError(f"{' '.join(argv[:3])} failed:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")

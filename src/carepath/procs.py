@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from carepath.errors import CarepathError
 
@@ -15,6 +17,12 @@ def require(tool: str, *, install_hint: str) -> str:
     if path is None:
         raise CarepathError(f"{tool} is not installed or not on PATH", hint=install_hint)
     return path
+
+
+def local_tool(tool: str) -> str:
+    """A tool installed beside this Python (the project's virtualenv), else its name for PATH."""
+    local = Path(sys.executable).parent / tool
+    return str(local) if local.exists() else tool
 
 
 def run(

@@ -27,6 +27,7 @@ from carepath.evidence.artifacts import (
     scrub_event,
 )
 from carepath.evidence.redact import Redactor
+from carepath.procs import local_tool
 from carepath.project import Project
 from carepath.runid import RUN_ID_ENV, new_run_id
 
@@ -74,12 +75,6 @@ def resolve_playbook(project: Project, name: str) -> Path:
     )
 
 
-def _bin(tool: str) -> str:
-    """A tool installed beside this Python (the project's virtualenv), else from PATH."""
-    local = Path(sys.executable).parent / tool
-    return str(local) if local.exists() else tool
-
-
 def _ansible_env(project: Project) -> dict[str, str]:
     return {
         "ANSIBLE_CONFIG": str(project.ansible_cfg),
@@ -122,7 +117,7 @@ def validate_inventory(project: Project, inventory: Path, limit: str | None) -> 
     env = {**os.environ, **_ansible_env(project), "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
            # A --limit part matching no host or group is an error, not a warning Ansible then ignores.
            "ANSIBLE_HOST_PATTERN_MISMATCH": "error"}
-    argv = [_bin("ansible-inventory"), "-i", str(inventory), "--list"]
+    argv = [local_tool("ansible-inventory"), "-i", str(inventory), "--list"]
     if limit:
         argv += ["--limit", limit]
     # No stdin: ansible-inventory refuses a non-blocking one (as a CI runner or a job control

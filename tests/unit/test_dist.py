@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tarfile
 import tomllib
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from carepath import dist
 from carepath.errors import CarepathError
+from carepath.procs import run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,8 +53,8 @@ def test_the_staged_collection_holds_real_roles_and_plugins_and_no_lab_playbook(
 
 def test_ansible_galaxy_builds_a_collection_with_every_module_role_and_playbook(tmp_path: Path):
     staged = dist.stage(ROOT, tmp_path / "stage")
-    galaxy_cli = str(Path(__import__("sys").executable).parent / "ansible-galaxy")
-    dist._run([galaxy_cli, "collection", "build", str(staged), "--output-path", str(tmp_path)])
+    galaxy_cli = str(Path(sys.executable).parent / "ansible-galaxy")
+    run([galaxy_cli, "collection", "build", str(staged), "--output-path", str(tmp_path)])
     with tarfile.open(tmp_path / f"carepath-core-{dist.project_version(ROOT)}.tar.gz") as tar:
         names = set(tar.getnames())
         manifest = json.load(tar.extractfile("MANIFEST.json"))
@@ -72,8 +74,8 @@ def test_ansible_builder_makes_a_build_context_that_installs_the_pins_the_wheel_
     collection.write_bytes(b"collection")
     (tmp_path / "execution-environment.yml").write_text(
         yaml.safe_dump(dist.execution_environment(ROOT, wheel, collection, "example.org/ee-base:1")), encoding="utf-8")
-    builder = str(Path(__import__("sys").executable).parent / "ansible-builder")
-    dist._run([builder, "create", "-f", str(tmp_path / "execution-environment.yml"), "-c", str(tmp_path / "context")])
+    builder = str(Path(sys.executable).parent / "ansible-builder")
+    run([builder, "create", "-f", str(tmp_path / "execution-environment.yml"), "-c", str(tmp_path / "context")])
     context = tmp_path / "context"
     containerfile = (context / "Containerfile").read_text(encoding="utf-8")
     assert "ARG EE_BASE_IMAGE=\"example.org/ee-base:1\"" in containerfile
