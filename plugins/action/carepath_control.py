@@ -15,17 +15,11 @@ run checks what it enforced. An invalid exception fails the task, naming it.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-try:
-    from carepath import checks, exceptions, sitepolicy
-except ImportError:  # running from a checkout that is not pip-installed (e.g. AWX)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from carepath import checks, exceptions, sitepolicy
+from carepath import checks, exceptions, sitepolicy
 
 
 def selected(control: dict[str, Any], role: str, run_tags: list[str], skip_tags: list[str]) -> bool:

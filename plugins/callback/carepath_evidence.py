@@ -46,6 +46,27 @@ options:
     default: syslog
     env: [{name: CAREPATH_EVIDENCE_WITNESS}]
     ini: [{section: carepath_evidence, key: witness}]
+  store:
+    description:
+      - The site's evidence store, for jobs whose own folder does not last (an AWX / Automation Platform
+        execution node deletes it when the job ends) or sites that keep evidence off the controller.
+        Each sealed bundle is shipped there whole, then listed in the store's ledger, which stays one
+        chain when jobs finish at once (it is appended under the store's lock).
+      - An absolute directory (C(/srv/evidence) or C(dir:/srv/evidence), a mounted volume) or
+        C(ssh://[user@]host[:port]/path) (an evidence host with sshd, tar and python3). C(none) or
+        unset keeps bundles and the ledger under O(evidence_dir).
+      - The policy gate refuses a run whose evidence the store cannot take, before any host is touched.
+        A bundle the store fails to take at the end stays under O(evidence_dir), and the next run from
+        that machine ships it first.
+    env: [{name: CAREPATH_EVIDENCE_STORE}]
+    ini: [{section: carepath_evidence, key: store}]
+  store_ssh_args:
+    description:
+      - More C(ssh) options for an C(ssh://) store, e.g.
+        C(-i /runner/env/store_key -o UserKnownHostsFile=/runner/env/known_hosts).
+      - Without them ssh uses its own configuration and agent (AWX's machine credential).
+    env: [{name: CAREPATH_EVIDENCE_STORE_SSH_ARGS}]
+    ini: [{section: carepath_evidence, key: store_ssh_args}]
   mrn_pattern:
     description:
       - A regular expression for this site's medical record numbers, masked like the built-in PHI patterns
@@ -56,7 +77,6 @@ options:
 
 import atexit
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -64,26 +84,23 @@ from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
 
-try:
-    from carepath import gate, sitepolicy
-    from carepath.errors import CarepathError
-    from carepath.evidence.artifacts import send_secrets
-    from carepath.evidence.recorder import Recorder
-    from carepath.evidence.redact import Redactor
-    from carepath.runid import RUN_ID_ENV
-except ImportError:  # a checkout that is not pip-installed (e.g. AWX project sync)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from carepath import gate, sitepolicy
-    from carepath.errors import CarepathError
-    from carepath.evidence.artifacts import send_secrets
-    from carepath.evidence.recorder import Recorder
-    from carepath.evidence.redact import Redactor
-    from carepath.runid import RUN_ID_ENV
+from carepath import gate, sitepolicy
+from carepath.errors import CarepathError
+from carepath.evidence.artifacts import send_secrets
+from carepath.evidence.recorder import Recorder
+from carepath.evidence.redact import Redactor
+from carepath.evidence.store import parse as parse_store
+from carepath.runid import RUN_ID_ENV
 
 try:
     from ansible.parsing.vault import EncryptedString, VaultedValue
 except ImportError:  # pragma: no cover - older ansible-core
     EncryptedString = VaultedValue = None
+
+
+def _shown(path):
+    """A local path relative to the working directory (as the operator typed it); a store's address as is."""
+    return path if "://" in path else os.path.relpath(path)
 
 
 def _extra_vars(playbook):
@@ -119,6 +136,11 @@ class CallbackModule(CallbackBase):
             site = sitepolicy.load(inventory).site
         except CarepathError:  # the gate refuses the run and says why; it is filed apart from every site
             site = sitepolicy.UNREADABLE_SITE
+        store_spec, store_args = self.get_option("store"), self.get_option("store_ssh_args")
+        try:
+            store = parse_store(store_spec, store_args)
+        except CarepathError:  # the gate refuses the run and says why; its evidence stays here
+            store = None
         mrn = self.get_option("mrn_pattern")
         redactor = Redactor(extra_patterns={"site_mrn": mrn} if mrn else None)
         redactor.add_environment()
@@ -130,13 +152,15 @@ class CallbackModule(CallbackBase):
             signing_key=Path(self.get_option("signing_key")) if self.get_option("signing_key") else None,
             redactor=redactor,
             witness=self.get_option("witness") or "none",
+            store=store,
         )
         # The gate's decision and the launch options, recorded (and signed with the opening) before any
         # play: a run refused by the hosts-line lookup, or killed at once, still carries them.
         extra_vars = _extra_vars(playbook)
         self._collect_secrets(extra_vars, names=True)  # the gate's reasons may quote an extra var's value
         self._gate = gate.decide(inventory, extra_vars=extra_vars, operator_key=self.get_option("signing_key"),
-                                 cliargs=args, roles_dir=Path(__file__).resolve().parents[2] / "roles")
+                                 cliargs=args, roles_dir=Path(__file__).resolve().parents[2] / "roles",
+                                 store=store_spec, store_ssh_args=store_args)
         self._recorder.start(check_mode=bool(args.get("check")), limit=args.get("subset"),
                              tags=list(args.get("tags") or []), inventory=inventory,
                              extra={"ansible_core": ansible_version}, decision=self._gate,
@@ -146,6 +170,9 @@ class CallbackModule(CallbackBase):
         # id that is no run id stays as it was, so the gate's play refuses the run before any host.
         if gate.run_id_problem(os.environ) is None:
             os.environ[RUN_ID_ENV] = self._recorder.run_id
+        for shipped in self._recorder.shipped:
+            self._display.display(f"carepath: evidence of the earlier run {shipped} shipped to the store "
+                                  "that had not taken it", stderr=True)
         for aborted in self._recorder.aborted:
             self._display.warning(f"carepath: evidence of the stopped run {aborted} was sealed as aborted "
                                   "and listed in the ledger")
@@ -296,8 +323,11 @@ class CallbackModule(CallbackBase):
         where = os.path.relpath(outcome["bundle"])
         for warning in self._recorder.warnings:
             self._display.warning(f"carepath: {warning}")
-        if outcome["signed"]:
-            self._display.display(f"carepath: evidence {where} (signed, ledger {os.path.relpath(outcome['ledger'])})")
+        if outcome["signed"] and outcome["ledger"] is None:
+            self._display.warning(f"carepath: evidence {where} is signed but NOT stored (see the warning above)")
+        elif outcome["signed"]:
+            stored = f", stored {outcome['stored']}" if outcome.get("stored") else ""
+            self._display.display(f"carepath: evidence {where} (signed, ledger {_shown(outcome['ledger'])}{stored})")
         elif self._recorder.key_problem:
             self._display.warning(f"carepath: evidence {where} is NOT signed: {self._recorder.key_problem}")
         else:

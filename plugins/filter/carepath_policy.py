@@ -4,17 +4,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-try:
-    from carepath import policy, sitepolicy
-except ImportError:  # running from a checkout that is not pip-installed (e.g. AWX)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from carepath import policy, sitepolicy
-
-from carepath import specs  # after the fallback above has put src/ on the path if needed
+from carepath import policy, sitepolicy, specs
 
 #: The roles whose argument specs extra variables are checked against: this checkout's.
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"

@@ -4,17 +4,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-try:
-    from carepath import zones
-except ImportError:  # running from a checkout that is not pip-installed (e.g. AWX)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from carepath import zones
+from carepath import zones
 
 
 def zone_problems(firewall_zones: Any, firewall_flows: Any) -> list[str]:

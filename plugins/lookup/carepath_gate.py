@@ -54,13 +54,13 @@ EVIDENCE_CALLBACK = "carepath.core.carepath_evidence"
 _NO_HOSTS = ("syntax", "listhosts", "listtasks", "listtags")
 
 
-def evidence_key(variables=None):
-    """The evidence signing key the evidence callback will use (its option, from ansible.cfg or environment)."""
+def evidence_option(option, variables=None):
+    """An option of the evidence callback (signing_key, store, ...), as it will see it (ansible.cfg or environment)."""
     # Loading the callback registers its options, under the name the loader resolved it to.
     found = callback_loader.get_with_context(EVIDENCE_CALLBACK, class_only=True).plugin_load_context
     name = found.plugin_resolved_name if found.resolved else EVIDENCE_CALLBACK
     try:
-        return C.config.get_config_value("signing_key", plugin_type="callback", plugin_name=name,
+        return C.config.get_config_value(option, plugin_type="callback", plugin_name=name,
                                          variables=variables)
     except AnsibleError:
         return None
@@ -87,7 +87,9 @@ class LookupModule(LookupBase):
         decision = gate.decide(
             [str(s) for s in context.CLIARGS.get("inventory") or ()],
             extra_vars=extra_vars,
-            operator_key=evidence_key(variables),
+            operator_key=evidence_option("signing_key", variables),
+            store=evidence_option("store", variables),
+            store_ssh_args=evidence_option("store_ssh_args", variables),
             # The hosts line also answers for the gate's other tasks (which report these themselves).
             cliargs=context.CLIARGS if term != "problems" else None,
             roles_dir=ROLES_DIR if term != "problems" else None,

@@ -35,16 +35,11 @@ _raw:
 """
 
 import os
-import sys
 from pathlib import Path
 
 from ansible.plugins.lookup import LookupBase
 
-try:
-    from carepath.runid import RUN_ID_ENV, new_run_id
-except ImportError:  # running from a checkout that is not pip-installed (e.g. AWX)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from carepath.runid import RUN_ID_ENV, new_run_id
+from carepath.runid import RUN_ID_ENV, new_run_id
 
 
 class LookupModule(LookupBase):

@@ -97,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="verify a run bundle or a site ledger offline, against pinned public keys",
         description="Exit 0 when everything verifies; 1 with the first bad record named otherwise.",
     )
-    verify.add_argument("target", type=Path, help="a run bundle directory, or a ledger file with --bundles")
+    verify.add_argument("target", type=Path,
+                        help="a run bundle directory, or a ledger file (its bundles beside it, or --bundles)")
     verify.add_argument("--key", type=Path, action="append", required=True, help="a trusted public key (repeatable)")
-    verify.add_argument("--bundles", type=Path, help="the directory of bundles a ledger lists (verifies a ledger)")
+    verify.add_argument("--bundles", type=Path,
+                        help="the directory of bundles a ledger lists (default: bundles/ beside the ledger)")
     verify.add_argument(
         "--witness", type=Path, action="append",
         help="with a ledger: a file holding the ledger's witness lines (e.g. the log collector's file for the "
@@ -331,8 +333,11 @@ def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
         return 0
     keys = [evidence.load_public_key(path) for path in args.key]
     approvers = [evidence.load_public_key(path) for path in args.approver_key] if args.approver_key else None
-    if args.bundles is not None:
-        report = evidence.verify_ledger(args.target, args.bundles, keys, approver_keys=approvers,
+    bundles = args.bundles
+    if bundles is None and args.target.is_file():  # a ledger: its bundles are beside it, as in every store
+        bundles = args.target.parent / "bundles"
+    if bundles is not None:
+        report = evidence.verify_ledger(args.target, bundles, keys, approver_keys=approvers,
                                         witness_files=args.witness or (), site=args.site)
     else:
         report = evidence.verify_bundle(args.target, keys, approver_keys=approvers)

@@ -27,6 +27,7 @@ from typing import Any
 
 from carepath import change, sitepolicy, specs
 from carepath.errors import CarepathError
+from carepath.evidence import store as evidence_store
 from carepath.evidence.dsse import load_private_key
 from carepath.runid import RUN_ID_ENV
 
@@ -119,12 +120,14 @@ def run_id_problem(environ: Mapping[str, str]) -> str | None:
 def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], operator_key: str | None,
            environ: Mapping[str, str] | None = None, host_variables: Iterable[Mapping[str, Any]] = (),
            cliargs: Mapping[str, Any] | None = None, roles_dir: Path | None = None,
+           store: str | None = None, store_ssh_args: str | None = None,
            now: dt.datetime | None = None) -> Decision:
     """May this run touch its hosts? See the module docstring for who asks and why.
 
     Besides change control, it refuses launch options that would skip the gate's tasks and extra
     variables that do not fit the roles' specs: the per-host checks of the gate's play (exceptions,
-    weakened controls) then cannot be left out either.
+    weakened controls) then cannot be left out either. With an evidence ``store`` it refuses a run whose
+    evidence the store cannot take (checked once per process).
     """
     environ = os.environ if environ is None else environ
     ticket, approval_path = requested_change(extra_vars, environ)
@@ -145,6 +148,9 @@ def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], o
     unusable = key_problem(operator_key)
     if unusable:
         problems.append(unusable)
+    unstorable = evidence_store.problem(store, store_ssh_args, policy.site)
+    if unstorable:
+        problems.append(unstorable)
     refused, approval = change.check(policy, ticket, approval_path, operator_key, now=now)
     problems += refused
     return Decision(policy, tuple(problems), ticket, approval_path, approval)

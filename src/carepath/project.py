@@ -9,6 +9,8 @@ from pathlib import Path
 from carepath.errors import CarepathError
 
 _MARKERS = ("ansible.cfg", "playbooks")
+#: The evidence callback's settings in the environment (its options signing_key and evidence_dir).
+EVIDENCE_KEY_ENV, EVIDENCE_DIR_ENV = "CAREPATH_EVIDENCE_KEY", "CAREPATH_EVIDENCE_DIR"
 
 
 def _is_project(path: Path) -> bool:
@@ -73,8 +75,19 @@ class Project:
 
     @property
     def evidence_key(self) -> Path:
-        """The default evidence signing key (ansible.cfg [carepath_evidence] signing_key)."""
-        return self.state_dir / "keys" / "evidence.key"
+        """The evidence signing key: ``$CAREPATH_EVIDENCE_KEY``, else ``keys/evidence.key`` in the state folder.
+
+        The one answer for `carepath run` (it passes it to the evidence callback), `lab up` and
+        `evidence keygen`; ansible.cfg's ``signing_key`` says the same for a plain ansible-playbook.
+        """
+        env = os.environ.get(EVIDENCE_KEY_ENV)
+        return Path(env) if env else self.state_dir / "keys" / "evidence.key"
+
+    @property
+    def evidence_dir(self) -> Path:
+        """Where runs write their evidence: ``$CAREPATH_EVIDENCE_DIR``, else ``evidence`` in the state folder."""
+        env = os.environ.get(EVIDENCE_DIR_ENV)
+        return Path(env) if env else self.state_dir / "evidence"
 
     @property
     def runs_dir(self) -> Path:

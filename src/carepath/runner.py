@@ -28,7 +28,7 @@ from carepath.evidence.artifacts import (
 )
 from carepath.evidence.redact import Redactor
 from carepath.procs import local_tool
-from carepath.project import Project
+from carepath.project import EVIDENCE_DIR_ENV, EVIDENCE_KEY_ENV, Project
 from carepath.runid import RUN_ID_ENV, new_run_id
 
 
@@ -78,6 +78,9 @@ def resolve_playbook(project: Project, name: str) -> Path:
 def _ansible_env(project: Project) -> dict[str, str]:
     return {
         "ANSIBLE_CONFIG": str(project.ansible_cfg),
+        # One answer for where evidence and its key are (project.py), whatever the state folder is.
+        EVIDENCE_KEY_ENV: str(project.evidence_key),
+        EVIDENCE_DIR_ENV: str(project.evidence_dir),
         # ansible-runner turns host key checking off unless told otherwise.
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -26,6 +26,8 @@ def test_keygen_then_verify_a_bundle_and_its_ledger(tmp_path: Path):
     ok = carepath("evidence", "verify", str(bundle), "--key", public)
     assert ok.returncode == 0 and ": OK (" in ok.stdout, ok.stdout + ok.stderr
     assert carepath("evidence", "verify", str(ledger), "--bundles", str(bundles), "--key", public).returncode == 0
+    beside = carepath("evidence", "verify", str(ledger), "--key", public)  # bundles/ beside it, as in every store
+    assert beside.returncode == 0, beside.stdout + beside.stderr
 
     events = bundle / "events.jsonl"
     lines = events.read_bytes().splitlines(keepends=True)
@@ -35,6 +37,7 @@ def test_keygen_then_verify_a_bundle_and_its_ledger(tmp_path: Path):
     report = json.loads(bad.stdout)
     assert report["ok"] is False and report["findings"][0]["file"] == "events.jsonl"
     assert carepath("evidence", "verify", str(ledger), "--bundles", str(bundles), "--key", public).returncode == 1
+    assert carepath("evidence", "verify", str(ledger), "--key", public).returncode == 1
 
 
 def test_verify_without_a_readable_key_is_a_clear_error(tmp_path: Path):

@@ -97,19 +97,29 @@ def append_entry(ledger_path: Path, bundle_id: str, envelope_path: Path, *, time
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
     with open(ledger_path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        last = _last_line(handle)
-        seq, prev = 0, GENESIS
-        if last:
-            try:
-                seq = int(json.loads(last)["seq"]) + 1
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CarepathError(f"{ledger_path}: the last ledger line is unreadable ({exc})",
-                                    hint="run `carepath evidence verify` on the ledger") from None
-            prev = sha256_hex(last)
-        entry = {"seq": seq, "bundle": bundle_id, "bundle_digest": digest, "prev": prev, "time": time or utc_now()}
-        if private_key is not None:
-            entry = sign_entry(entry, private_key)
+        entry = next_entry(_last_line(handle), bundle_id, digest, time=time, private_key=private_key,
+                           where=str(ledger_path))
         handle.write(canonical_bytes(entry) + b"\n")
         handle.flush()
         os.fsync(handle.fileno())
+    return entry
+
+
+def next_entry(last: bytes, bundle_id: str, digest: str, *, time: str | None = None,
+               private_key: Ed25519PrivateKey | None = None, where: str = "the ledger") -> dict[str, Any]:
+    """The entry that follows the ledger line ``last`` (empty: the first entry), signed with ``private_key``.
+
+    The caller holds the ledger's lock from reading ``last`` until the entry is written.
+    """
+    seq, prev = 0, GENESIS
+    if last:
+        try:
+            seq = int(json.loads(last)["seq"]) + 1
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CarepathError(f"{where}: the last ledger line is unreadable ({exc})",
+                                hint="run `carepath evidence verify` on the ledger") from None
+        prev = sha256_hex(last)
+    entry = {"seq": seq, "bundle": bundle_id, "bundle_digest": digest, "prev": prev, "time": time or utc_now()}
+    if private_key is not None:
+        entry = sign_entry(entry, private_key)
     return entry

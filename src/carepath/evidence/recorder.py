@@ -44,6 +44,7 @@ from carepath.evidence.canonical import canonical_bytes, plain
 from carepath.evidence.chain import EventWriter, walk_chain
 from carepath.evidence.dsse import load_private_key
 from carepath.evidence.redact import POLICY_VERSION, Redactor
+from carepath.evidence.store import Store
 from carepath.gate import Decision, requested_change
 from carepath.runid import new_run_id
 
@@ -175,6 +176,9 @@ class Recorder:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     #: where the ledger's witness lines go (carepath.evidence.witness): syslog, file:PATH or none
     witness: str = "none"
+    #: the site's evidence store (carepath.evidence.store): sealed bundles are shipped there and listed
+    #: in its ledger; None keeps them, and the ledger, under ``evidence_dir``
+    store: Store | None = None
 
     def __post_init__(self) -> None:
         self.warnings: list[str] = []
@@ -184,6 +188,9 @@ class Recorder:
             self.warnings.append(f"run id {requested!r} is not a plain name; this run is {self.run_id}")
         self.bundle_dir = Path(self.evidence_dir) / self.site / "bundles" / self.run_id
         self.ledger_path = Path(self.evidence_dir) / self.site / "ledger.jsonl"
+        #: bundles sealed here that the store has not taken yet: one empty file per run id
+        self.unshipped_dir = Path(self.evidence_dir) / self.site / "unshipped"
+        self.shipped: list[str] = []
         self.started = utc()
         self.stats: dict[str, dict[str, int]] = {}
         self.counts = dict.fromkeys(STATUSES, 0)
@@ -210,6 +217,7 @@ class Recorder:
             except CarepathError as exc:  # the policy gate refuses the run; the evidence says why it is unsigned
                 self.key_problem = str(exc).replace("\n  hint:", ";")
         self.aborted = self.seal_aborted()
+        self.shipped = self.ship_pending()
         if self.bundle_dir.exists():  # a run id given twice (CAREPATH_RUN_ID): never write into another run
             taken, self.run_id = self.run_id, f"{self.run_id}-{secrets.token_hex(3)}"
             self.bundle_dir = self.bundle_dir.parent / self.run_id
@@ -243,6 +251,7 @@ class Recorder:
                            "collections": collections(), **dict(extra or {})},
             "redaction": POLICY_VERSION,
             "witness": self.witness.split(":", 1)[0],
+            **({"store": self.store.describe()} if self.store is not None else {}),
         }
         self._append({"type": "run_start", "data": {"check_mode": check_mode, "limit": limit or "",
                                                    "tags": list(tags), "playbook": self.playbook}})
@@ -324,8 +333,9 @@ class Recorder:
         outcome: dict[str, Any] = {"bundle": str(self.bundle_dir), "signed": False, "ledger": None}
         if self._key is not None:
             envelope = bundle.seal_bundle(self.bundle_dir, self._key, chain_head=head, event_count=count)
-            self._list(self.run_id, envelope)
-            outcome.update(signed=True, ledger=str(self.ledger_path))
+            outcome.update(signed=True, ledger=self._list(self.run_id, envelope))
+            if self.store is not None and outcome["ledger"] is not None:
+                outcome["stored"] = f"{self.store.describe()}/{self.site}/bundles/{self.run_id}"
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -336,12 +346,44 @@ class Recorder:
     def finished(self) -> bool:
         return self._finished
 
-    def _list(self, run_id: str, envelope: Path) -> None:
-        """Append a sealed bundle to the signed ledger, and tell the witness."""
+    def _list(self, run_id: str, envelope: Path) -> str | None:
+        """Append a sealed bundle to the site's signed ledger (the store's, shipping it there first), and tell
+        the witness. Returns where the ledger is; None when the store did not take it (said in ``warnings``;
+        the bundle stays here, marked unshipped, for the next run to ship)."""
         assert self._key is not None
-        entry = ledger.append_entry(self.ledger_path, run_id, envelope, private_key=self._key)
+        if self.store is None:
+            entry = ledger.append_entry(self.ledger_path, run_id, envelope, private_key=self._key)
+            where = str(self.ledger_path)
+        else:
+            try:
+                self.store.ship(self.site, envelope.parent)
+                entry = self.store.append(self.site, run_id, envelope, self._key)
+            except CarepathError as exc:
+                self.unshipped_dir.mkdir(parents=True, exist_ok=True)
+                (self.unshipped_dir / run_id).touch()
+                reason = str(exc).replace("\n  hint:", ";")
+                self.warnings.append(f"the evidence store did not take {run_id} ({reason}); it stays in "
+                                     f"{envelope.parent} and the next run from here ships it")
+                return None
+            (self.unshipped_dir / run_id).unlink(missing_ok=True)
+            where = f"{self.store.describe()}/{self.site}/ledger.jsonl"
         digest = hashlib.sha256(canonical_bytes(entry)).hexdigest()
         self._witness(witness.entry_line(self.site, entry["seq"], digest, run_id))
+        return where
+
+    def ship_pending(self) -> list[str]:
+        """Ship and list the bundles sealed here that the store did not take when their run ended."""
+        if self.store is None or self._key is None or not self.unshipped_dir.is_dir():
+            return []
+        shipped = []
+        for marker in sorted(self.unshipped_dir.iterdir()):
+            envelope = self.bundle_dir.parent / marker.name / bundle.ENVELOPE_FILE
+            if not envelope.exists():
+                marker.unlink(missing_ok=True)
+                continue
+            if self._list(marker.name, envelope) is not None:
+                shipped.append(marker.name)
+        return shipped
 
     def _witness(self, line: str) -> None:
         try:

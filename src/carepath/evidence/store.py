@@ -1,0 +1,317 @@
+"""The site's evidence store: where sealed bundles and the site's ledger are kept off the job's machine.
+
+On an AWX / Automation Platform execution node the job's folder is deleted when the job ends, so a
+bundle written there is lost with it. With a store configured (the evidence callback's ``store``
+option, ``CAREPATH_EVIDENCE_STORE``), each sealed bundle is shipped there whole, then listed in the
+store's ledger; the ledger on the store is the site's one chain, appended under the store's lock, so
+jobs that finish at once on different nodes still chain one after the other.
+
+Two kinds, with the layout of an evidence directory (``carepath evidence verify`` reads either)::
+
+    /srv/evidence  or  dir:/srv/evidence         a directory (a mounted volume, an NFS share)
+    ssh://[user@]host[:port]/srv/evidence         a directory on an evidence host, over SSH
+
+Over SSH the evidence host needs only sshd, ``tar`` and ``python3`` (any Debian host has them): the
+bundle goes as a tar stream into a temporary folder that is renamed into place, and the ledger line
+is written by a short Python program that holds ``flock`` on the ledger while the entry is signed
+here (the signing key never leaves the job's machine). ``ssh`` uses its normal configuration and
+agent (AWX's machine credential); more options come from ``store_ssh_args``.
+
+A bundle is listed only once it is in the store whole, so a ledger entry never names a missing
+bundle. A bundle the store did not take stays where the run wrote it, with a marker under
+``<evidence_dir>/<site>/unshipped/``; the next run on that machine ships it first.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from carepath.errors import CarepathError
+from carepath.evidence import ledger
+from carepath.evidence.bundle import CHECKPOINTS_FILE, ENVELOPE_FILE, LOCK_FILE, NAME_RE
+from carepath.evidence.canonical import canonical_bytes
+from carepath.evidence.chain import sha256_hex
+
+#: Files of a bundle folder that are only the run's own working state, never shipped.
+_WORKING = (LOCK_FILE, CHECKPOINTS_FILE)
+_TIMEOUT = 120.0
+
+
+class Store(Protocol):
+    def describe(self) -> str: ...
+    def check(self, site: str) -> None: ...
+    def ship(self, site: str, bundle_dir: Path) -> None: ...
+    def append(self, site: str, bundle_id: str, envelope: Path, key: Ed25519PrivateKey) -> dict[str, Any]: ...
+
+
+def parse(spec: str | None, ssh_args: str | None = None) -> Store | None:
+    """The store a ``store`` setting names (None for unset or ``none``); a clear error for anything else."""
+    spec = (spec or "").strip()
+    if spec in ("", "none"):
+        return None
+    if spec.startswith("ssh://"):
+        url = urlsplit(spec)
+        try:
+            port = url.port
+        except ValueError:
+            port = -1
+        path = unquote(url.path)
+        if not url.hostname or port == -1 or not path.startswith("/") or path == "/":
+            raise CarepathError(f"evidence store {spec!r}: an SSH store is ssh://[user@]host[:port]/absolute/path",
+                                hint="e.g. ssh://evidence@evidence01.example.org/srv/carepath-evidence")
+        return SshStore(host=url.hostname, user=unquote(url.username) if url.username else None, port=port,
+                        path=path, ssh_args=tuple(shlex.split(ssh_args or "")))
+    path = spec[4:] if spec.startswith("dir:") else spec
+    if not path.startswith("/"):
+        raise CarepathError(f"evidence store {spec!r} is neither an absolute directory nor ssh://host/path",
+                            hint="a relative store would be inside the job's own folder, which an execution "
+                                 "node deletes: give the mounted volume's absolute path")
+    return DirStore(Path(path))
+
+
+def _bundle_files(bundle_dir: Path) -> list[Path]:
+    if not (bundle_dir / ENVELOPE_FILE).exists():
+        raise CarepathError(f"{bundle_dir} is not sealed (no {ENVELOPE_FILE}): only sealed bundles are stored")
+    return sorted(p for p in bundle_dir.iterdir() if p.is_file() and p.name not in _WORKING and not p.name.startswith("."))
+
+
+@dataclass(frozen=True)
+class DirStore:
+    """A directory on a mounted volume, with the layout of an evidence directory."""
+
+    root: Path
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def check(self, site: str) -> None:
+        folder = self.root / site / "bundles"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe."):
+                pass
+        except OSError as exc:
+            raise CarepathError(f"the evidence store {self.root} cannot be written: {exc.strerror or exc}",
+                                hint="mount the store's volume into the job, writable by the job's user") from None
+
+    def ship(self, site: str, bundle_dir: Path) -> None:
+        bundle_dir = Path(bundle_dir)
+        files = _bundle_files(bundle_dir)
+        target = self.root / site / "bundles" / bundle_dir.name
+        if target.exists():
+            _same_envelope(target / ENVELOPE_FILE, bundle_dir / ENVELOPE_FILE, self.describe())
+            return
+        incoming = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            incoming = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".incoming.{bundle_dir.name}."))
+            for path in files:
+                shutil.copyfile(path, incoming / path.name)
+            incoming.chmod(0o750)
+            incoming.rename(target)
+        except OSError as exc:
+            if incoming is not None:
+                shutil.rmtree(incoming, ignore_errors=True)
+            if target.exists():  # another job shipped the same bundle a moment before
+                _same_envelope(target / ENVELOPE_FILE, bundle_dir / ENVELOPE_FILE, self.describe())
+                return
+            raise CarepathError(f"cannot store {bundle_dir.name} in {self.root}: {exc.strerror or exc}") from None
+
+    def append(self, site: str, bundle_id: str, envelope: Path, key: Ed25519PrivateKey) -> dict[str, Any]:
+        try:
+            return ledger.append_entry(self.root / site / "ledger.jsonl", bundle_id, envelope, private_key=key)
+        except OSError as exc:
+            raise CarepathError(f"cannot append {bundle_id} to the ledger in {self.root}: "
+                                f"{exc.strerror or exc}") from None
+
+
+def _same_envelope(stored: Path, local: Path, where: str) -> None:
+    try:
+        same = stored.read_bytes() == local.read_bytes()
+    except OSError:
+        same = False
+    if not same:
+        raise CarepathError(f"{where} already holds a different bundle named {local.parent.name}",
+                            hint="a run id is used once; run `carepath evidence verify` on the store")
+
+
+# Runs on the evidence host (python3 -c): lock the ledger, print its last line, append the signed entry read
+# from stdin if it chains on that line, fsync, say ok. The lock is held while the job's machine signs.
+_APPEND = r"""
+import fcntl, hashlib, json, os, sys
+path = sys.argv[1]
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path, "a+b") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    end = f.seek(0, 2)
+    last = b""
+    if end:
+        f.seek(max(0, end - 65536))
+        tail = f.read()
+        if not tail.endswith(b"\n"):
+            sys.exit("the ledger's last line is incomplete (no newline): run carepath evidence verify on it")
+        last = tail[:-1].rsplit(b"\n", 1)[-1]
+    sys.stdout.write(json.dumps(last.decode()) + "\n")
+    sys.stdout.flush()
+    line = sys.stdin.buffer.readline()
+    if not line.endswith(b"\n"):
+        sys.exit("no entry came")
+    prev = hashlib.sha256(last).hexdigest() if last else "0" * 64
+    if json.loads(line).get("prev") != prev:
+        sys.exit("the entry does not chain on the ledger's last line")
+    f.write(line)
+    f.flush()
+    os.fsync(f.fileno())
+print("ok")
+"""
+
+# Runs on the evidence host: unpack the tar stream into a temporary folder and rename it into place.
+_RECEIVE = r"""set -eu
+bundles=$1; name=$2
+mkdir -p -m 750 "$bundles"
+if [ -e "$bundles/$name" ]; then cat "$bundles/$name/bundle.dsse.json"; exit 3; fi
+tmp=$(mktemp -d "$bundles/.incoming.$name.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+tar -x -f - -C "$tmp"
+chmod 750 "$tmp"
+mv -T "$tmp" "$bundles/$name"
+trap - EXIT
+"""
+
+_CHECK = r"""set -eu
+mkdir -p -m 750 "$1"
+probe=$(mktemp "$1/.probe.XXXXXX") && rm -f "$probe"
+command -v python3 >/dev/null || { echo "python3 is not installed on the evidence host" >&2; exit 4; }
+command -v tar >/dev/null || { echo "tar is not installed on the evidence host" >&2; exit 4; }
+"""
+
+
+@dataclass(frozen=True)
+class SshStore:
+    """A directory on an evidence host, reached with ``ssh``."""
+
+    host: str
+    path: str
+    user: str | None = None
+    port: int | None = None
+    ssh_args: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        who = f"{self.user}@" if self.user else ""
+        return f"ssh://{who}{self.host}{f':{self.port}' if self.port else ''}{self.path}"
+
+    def _argv(self, *remote: str, script: str | None = None) -> list[str]:
+        """ssh to the store running ``remote`` (quoted), or the shell ``script`` with ``remote`` as its arguments."""
+        command = " ".join(shlex.quote(a) for a in remote)
+        if script is not None:
+            command = f"sh -c {shlex.quote(script)} sh {command}"
+        return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=10",
+                "-o", "ServerAliveCountMax=3",
+                *(["-p", str(self.port)] if self.port else []), *self.ssh_args,
+                *(["-l", self.user] if self.user else []), self.host, "--", command]
+
+    def _run(self, argv: Sequence[str], data: bytes | None, what: str) -> subprocess.CompletedProcess[bytes]:
+        try:
+            return subprocess.run(list(argv), input=data, capture_output=True, timeout=_TIMEOUT, check=False)  # noqa: S603
+        except FileNotFoundError:
+            raise CarepathError("ssh is not installed: the evidence store is reached over SSH",
+                                hint="install openssh-client") from None
+        except subprocess.TimeoutExpired:
+            raise CarepathError(f"{what} on {self.describe()} did not finish in {_TIMEOUT:.0f} s") from None
+
+    def _fail(self, what: str, proc: subprocess.CompletedProcess[bytes]) -> CarepathError:
+        detail = " | ".join(proc.stderr.decode(errors="replace").strip().splitlines()[-3:]) or f"exit {proc.returncode}"
+        return CarepathError(f"{what} on the evidence store {self.describe()} failed: {detail}",
+                             hint="check the store's address, the job's SSH key or agent, and the host key "
+                                  "(store_ssh_args / CAREPATH_EVIDENCE_STORE_SSH_ARGS)")
+
+    def check(self, site: str) -> None:
+        proc = self._run(self._argv(f"{self.path}/{site}/bundles", script=_CHECK), None, "the store check")
+        if proc.returncode != 0:
+            raise self._fail("writing a probe", proc)
+
+    def ship(self, site: str, bundle_dir: Path) -> None:
+        bundle_dir = Path(bundle_dir)
+        stream = io.BytesIO()
+        with tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for path in _bundle_files(bundle_dir):
+                info = tar.gettarinfo(str(path), arcname=path.name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with open(path, "rb") as handle:
+                    tar.addfile(info, handle)
+        proc = self._run(self._argv(f"{self.path}/{site}/bundles", bundle_dir.name, script=_RECEIVE), stream.getvalue(),
+                         "shipping the bundle")
+        if proc.returncode == 3:  # already there: the same bundle (a retry) is fine, another is not
+            if proc.stdout != (bundle_dir / ENVELOPE_FILE).read_bytes():
+                raise CarepathError(f"{self.describe()} already holds a different bundle named {bundle_dir.name}",
+                                    hint="a run id is used once; run `carepath evidence verify` on the store")
+            return
+        if proc.returncode != 0:
+            raise self._fail(f"storing {bundle_dir.name}", proc)
+
+    def append(self, site: str, bundle_id: str, envelope: Path, key: Ed25519PrivateKey) -> dict[str, Any]:
+        if not NAME_RE.match(bundle_id):
+            raise CarepathError(f"bundle id {bundle_id!r} is not a plain name (letters, digits, . _ -)")
+        digest = sha256_hex(Path(envelope).read_bytes())
+        argv = self._argv("python3", "-c", _APPEND, f"{self.path}/{site}/ledger.jsonl")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603
+                                    stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise CarepathError("ssh is not installed: the evidence store is reached over SSH",
+                                hint="install openssh-client") from None
+        assert proc.stdin is not None and proc.stdout is not None
+        entry: dict[str, Any] | None = None
+        line = b""
+        try:
+            first = proc.stdout.readline()  # the ledger's last line, read under the store's lock
+            if first:
+                entry = ledger.next_entry(json.loads(first).encode(), bundle_id, digest, private_key=key,
+                                          where=self.describe())
+                line = canonical_bytes(entry) + b"\n"
+            # The remote side prints nothing more until it has the entry: nothing is left in stdout's buffer.
+            out, err = proc.communicate(line, timeout=_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise CarepathError(f"appending to the ledger on {self.describe()} did not finish in "
+                                f"{_TIMEOUT:.0f} s") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0 or entry is None or out.strip() != b"ok":
+            raise self._fail(f"appending {bundle_id} to the ledger",
+                             subprocess.CompletedProcess(argv, proc.returncode or 1, out, err))
+        return entry
+
+
+@functools.cache
+def problem(spec: str | None, ssh_args: str | None, site: str) -> str | None:
+    """Why runs of ``site`` could not store their evidence (None: they can, or no store is set).
+
+    Asked once per process (the policy gate asks it for every play, the callback before any): the
+    gate refuses a run whose evidence would be lost before any host is touched.
+    """
+    try:
+        store = parse(spec, ssh_args)
+        if store is not None:
+            store.check(site)
+    except CarepathError as exc:
+        return "the evidence store cannot take this run's evidence: " + str(exc).replace("\n  hint:", ";")
+    return None

@@ -1,0 +1,203 @@
+"""The evidence store: bundles shipped whole, one ledger chain under concurrent jobs, clear refusals.
+
+The SSH store's remote side (the tar receiver and the locked ledger append, run by sh and python3)
+is exercised here through an ``ssh`` on PATH that runs the remote command locally, as sshd would;
+the real sshd path is tested against a lab host in tests/integration/test_awx.py.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from carepath import evidence, gate
+from carepath.errors import CarepathError
+from carepath.evidence import ENVELOPE_FILE, verify_ledger
+from carepath.evidence import store as evidence_store
+from carepath.evidence.recorder import Recorder
+from carepath.evidence.store import DirStore, SshStore, parse
+from tests.conftest import ROOT
+from tests.unit.test_evidence_bundle import make_bundle
+
+SITE = "general-hospital"
+
+
+@pytest.fixture
+def local_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An ``ssh`` that runs the remote command here with sh, as sshd runs it with the login shell."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "ssh"
+    fake.write_text('#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift\nexec sh -c "$*"\n', encoding="utf-8")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return tmp_path / "evidence-host"
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    (None, None), ("", None), ("none", None),
+    ("/srv/evidence", DirStore(Path("/srv/evidence"))),
+    ("dir:/mnt/share/evidence", DirStore(Path("/mnt/share/evidence"))),
+    ("ssh://evidence01.example.org/srv/ev", SshStore(host="evidence01.example.org", path="/srv/ev")),
+    ("ssh://audit@10.0.0.5:2222/srv/ev", SshStore(host="10.0.0.5", path="/srv/ev", user="audit", port=2222)),
+])
+def test_a_store_setting_names_a_directory_or_an_evidence_host(spec: str | None, expected: object) -> None:
+    assert parse(spec) == expected
+
+
+def test_ssh_options_come_from_their_own_setting() -> None:
+    store = parse("ssh://h/srv/ev", "-i /runner/env/key -o 'UserKnownHostsFile=/runner/env/known hosts'")
+    assert isinstance(store, SshStore)
+    assert store.ssh_args == ("-i", "/runner/env/key", "-o", "UserKnownHostsFile=/runner/env/known hosts")
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("evidence", "relative store would be inside the job's own folder"),
+    ("dir:evidence", "neither an absolute directory"),
+    ("ssh://host", "ssh://[user@]host[:port]/absolute/path"),
+    ("ssh://host:notaport/srv", "ssh://[user@]host[:port]/absolute/path"),
+    ("ssh:///srv/ev", "ssh://[user@]host[:port]/absolute/path"),
+])
+def test_a_store_setting_that_names_nothing_usable_is_refused(spec: str, says: str) -> None:
+    with pytest.raises(CarepathError) as raised:
+        parse(spec)
+    assert says in str(raised.value) + (raised.value.hint or "")
+
+
+def _append_many(store_spec: str, root: str, names: list[str], key_bytes: bytes, path: str) -> None:
+    os.environ["PATH"] = path
+    key = Ed25519PrivateKey.from_private_bytes(key_bytes)
+    store = parse(store_spec)
+    assert store is not None
+    for name in names:
+        bundle = Path(root) / name
+        store.ship(SITE, bundle)
+        store.append(SITE, name, bundle / ENVELOPE_FILE, key)
+
+
+def _raw(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+
+
+@pytest.mark.parametrize("kind", ["dir", "ssh"])
+def test_jobs_finishing_at_once_keep_one_chain_in_the_store(kind: str, tmp_path: Path, local_ssh: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    local = tmp_path / "node"
+    jobs = [[f"2026120{j}T00000{i}Z-site-job{j}run{i}" for i in range(6)] for j in range(4)]
+    for names in jobs:
+        for name in names:
+            make_bundle(local, key, name, events=2)
+    root = local_ssh if kind == "ssh" else tmp_path / "mounted"
+    spec = f"ssh://evidence-host{root}" if kind == "ssh" else str(root)
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_append_many, args=(spec, str(local), names, _raw(key), os.environ["PATH"]))
+               for names in jobs]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+
+    ledger_path = root / SITE / "ledger.jsonl"
+    entries = [json.loads(line) for line in ledger_path.read_bytes().splitlines()]
+    assert [e["seq"] for e in entries] == list(range(24))
+    assert sorted(e["bundle"] for e in entries) == sorted(n for names in jobs for n in names)
+    report = verify_ledger(ledger_path, root / SITE / "bundles", [key.public_key()])
+    assert report.ok, str(report)
+    assert not list((root / SITE / "bundles").glob(".incoming*"))  # nothing half-shipped left behind
+
+
+@pytest.mark.parametrize("kind", ["dir", "ssh"])
+def test_a_bundle_is_stored_once_and_a_different_one_of_the_same_name_is_refused(
+        kind: str, tmp_path: Path, local_ssh: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    name = "20261205T000000Z-site-abc123"
+    bundle = make_bundle(tmp_path / "node", key, name, events=2)
+    store = SshStore(host="evidence-host", path=str(local_ssh)) if kind == "ssh" else DirStore(tmp_path / "mounted")
+    store.ship(SITE, bundle)
+    store.ship(SITE, bundle)  # a retry of the same bundle is fine
+    other = make_bundle(tmp_path / "other", key, name, events=3)
+    with pytest.raises(CarepathError, match="already holds a different bundle"):
+        store.ship(SITE, other)
+
+
+def test_an_unsealed_bundle_is_not_shipped(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    bundle = make_bundle(tmp_path / "node", key, "20261205T000000Z-site-abc123", events=2)
+    (bundle / ENVELOPE_FILE).unlink()
+    with pytest.raises(CarepathError, match="not sealed"):
+        DirStore(tmp_path / "mounted").ship(SITE, bundle)
+
+
+def test_an_unreachable_store_refuses_the_run_before_any_host(tmp_path: Path) -> None:
+    evidence_store.problem.cache_clear()
+    blocked = tmp_path / "ro"
+    blocked.write_text("a file where the store's directory should be", encoding="utf-8")
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text("all:\n  hosts:\n    h1:\n", encoding="utf-8")
+    (inventory / "group_vars" / "all" / "site.yml").write_text(f"carepath_site: {SITE}\n", encoding="utf-8")
+    decision = gate.decide([str(inventory)], extra_vars={}, operator_key=None, environ={}, store=str(blocked))
+    assert not decision.accepted
+    assert any("evidence store cannot take this run's evidence" in p and str(blocked) in p for p in decision.problems)
+    fine = gate.decide([str(inventory)], extra_vars={}, operator_key=None, environ={}, store=str(tmp_path / "ok"))
+    assert fine.accepted, fine.problems
+    bad = gate.decide([str(inventory)], extra_vars={}, operator_key=None, environ={}, store="ssh://nowhere")
+    assert any("ssh://[user@]host[:port]/absolute/path" in p for p in bad.problems)
+
+
+@pytest.fixture
+def evidence_key(tmp_path: Path) -> Path:
+    path = tmp_path / "evidence.key"
+    evidence.generate_keypair(path, path.with_suffix(".pub"))
+    return path
+
+
+def _recorder(evidence_dir: Path, key_path: Path, store: DirStore) -> Recorder:
+    return Recorder(evidence_dir=evidence_dir, site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
+                    signing_key=key_path, store=store)
+
+
+def test_a_run_ships_its_bundle_and_lists_it_in_the_stores_ledger_only(tmp_path: Path, evidence_key: Path) -> None:
+    store = DirStore(tmp_path / "store")
+    recorder = _recorder(tmp_path / "node", evidence_key, store)
+    recorder.start(check_mode=False, limit=None, tags=[], inventory=[])
+    outcome = recorder.finish("successful", {})
+    assert outcome["ledger"] == f"{store.root}/{SITE}/ledger.jsonl"
+    stored = store.root / SITE / "bundles" / recorder.run_id
+    assert outcome["stored"] == str(stored)
+    assert sorted(p.name for p in stored.iterdir()) == sorted(
+        p.name for p in Path(outcome["bundle"]).iterdir())
+    assert json.loads((stored / "run.json").read_text())["store"] == str(store.root)
+    assert not recorder.ledger_path.exists()  # the site's one ledger is the store's
+    assert verify_ledger(store.root / SITE / "ledger.jsonl", store.root / SITE / "bundles").ok
+
+
+def test_a_bundle_the_store_did_not_take_is_shipped_by_the_next_run(tmp_path: Path, evidence_key: Path) -> None:
+    node, store_root = tmp_path / "node", tmp_path / "store"
+    store_root.mkdir()
+    (store_root / SITE).write_text("not a directory yet", encoding="utf-8")  # the store fails this run
+    first = _recorder(node, evidence_key, DirStore(store_root))
+    first.start(check_mode=False, limit=None, tags=[], inventory=[])
+    outcome = first.finish("successful", {})
+    assert outcome["signed"] and outcome["ledger"] is None
+    assert any("did not take" in w and first.run_id in w for w in first.warnings)
+    assert (node / SITE / "unshipped" / first.run_id).exists()
+
+    (store_root / SITE).unlink()
+    second = _recorder(node, evidence_key, DirStore(store_root))
+    second.start(check_mode=False, limit=None, tags=[], inventory=[])
+    assert second.shipped == [first.run_id]
+    second.finish("successful", {})
+    entries = [json.loads(line) for line in (store_root / SITE / "ledger.jsonl").read_bytes().splitlines()]
+    assert [e["bundle"] for e in entries] == [first.run_id, second.run_id]
+    assert not (node / SITE / "unshipped" / first.run_id).exists()
