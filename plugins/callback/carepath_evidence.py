@@ -55,7 +55,9 @@ options:
       - An absolute directory (C(/srv/evidence) or C(dir:/srv/evidence), a mounted volume) or
         C(ssh://[user@]host[:port]/path) (an evidence host with sshd, tar and python3). C(none) or
         unset keeps bundles and the ledger under O(evidence_dir).
-      - The policy gate refuses a run whose evidence the store cannot take, before any host is touched.
+      - The policy gate refuses a run whose evidence the store cannot take (unwritable, unreachable, or no
+        signing key to seal it with), before any host is touched. Each exchange with the store ends after
+        C(CAREPATH_EVIDENCE_STORE_TIMEOUT) seconds (120); a retried append never lists a bundle twice.
         A bundle the store fails to take at the end stays under O(evidence_dir), and the next run from
         that machine ships it first.
     env: [{name: CAREPATH_EVIDENCE_STORE}]

@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--approval", type=Path, help="the signed approval of the ticket (`carepath change approve`)")
     drift = commands.add_parser(
         "drift", help="report, per host and control, compliant / drifted / excepted (a check-mode run)",
-        description="Run a playbook in check mode and report every control per host. Exit 0: no drift; "
-        "1: drift or failed checks. The JSON report is kept in the run's artifacts as drift.json.",
+        description="Run a playbook in check mode and report every control per host, from the run's signed "
+        "evidence (verified with the evidence key's .pub); or report from any run's bundle with --bundle. "
+        "Exit 0: no drift; 1: drift or failed checks; 2: no control checked. The JSON report is kept in the "
+        "run's artifacts (with --bundle: in reports/ beside the bundles) as drift.json.",
     )
     drift.add_argument("-i", "--inventory", type=Path, help="inventory (default: the lab's)")
     drift.add_argument("-l", "--limit", help="limit to a host pattern")
@@ -85,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--playbook", default="site", help="playbook to check (default: site)")
     drift.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     drift.add_argument("--all", action="store_true", help="list compliant controls too")
+    drift.add_argument("--bundle", type=Path, help="report from this run bundle instead of running (e.g. from the store)")
+    drift.add_argument("--key", type=Path, help="public evidence key to verify the bundle with "
+                       "(default: the evidence key's .pub, when there is one)")
 
     evidence = commands.add_parser("evidence", help="audit evidence: signing keys, offline verification")
     ev_commands = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
@@ -285,28 +290,41 @@ def _cmd_run(project: Project, args: argparse.Namespace) -> int:
 def _cmd_drift(project: Project, args: argparse.Namespace) -> int:
     import json
 
-    from carepath import drift, runner
+    from carepath import drift, evidence, runner
 
-    request = runner.RunRequest(
-        playbook=args.playbook, inventory=args.inventory, check=True, limit=args.limit, tags=args.tags,
-        extra_vars=tuple(args.extra_vars), quiet=True,
-    )
-    print("carepath: checking every control in check mode (nothing is changed)...", file=sys.stderr, flush=True)
-    result = runner.run(project, request)
-    events = drift.read_events(result.artifact_dir)
+    public = args.key or project.evidence_key.with_suffix(".pub")
+    keys = [evidence.load_public_key(public)] if args.key or public.exists() else None
+    if args.bundle is not None:  # any run's evidence: a drift run's, an AWX check job's from the store
+        bundle, out_dir, status = args.bundle, args.bundle.resolve().parent.parent / "reports" / args.bundle.name, None
+    else:
+        request = runner.RunRequest(
+            playbook=args.playbook, inventory=args.inventory, check=True, limit=args.limit, tags=args.tags,
+            extra_vars=tuple(args.extra_vars), quiet=True,
+        )
+        print("carepath: checking every control in check mode (nothing is changed)...", file=sys.stderr, flush=True)
+        result = runner.run(project, request)
+        found = sorted(project.evidence_dir.glob(f"*/bundles/{result.run_id}"))
+        if not found:
+            raise CarepathError(f"the run {result.run_id} ({result.status}) left no evidence bundle under "
+                                f"{project.evidence_dir}", hint=f"see {result.artifact_dir}/stdout")
+        bundle, out_dir, status = found[0], result.artifact_dir, result.status
+    run, events = drift.read_bundle(bundle, keys)
     results = drift.collect(events)
     for failure in drift.failures(events):
         print(f"carepath: failed: {failure}", file=sys.stderr)
-    report = drift.to_json(results, {"id": result.run_id, "playbook": args.playbook, "status": result.status})
-    (result.artifact_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report = drift.to_json(results, {"id": run.get("run_id"), "playbook": Path(str(run.get("playbook", ""))).name,
+                                     "status": run.get("status", status), "check_mode": run.get("check_mode"),
+                                     "bundle": str(bundle), "verified": keys is not None})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "drift.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(drift.table(results, all_rows=args.all))
-    print(f"carepath: drift report: {result.artifact_dir / 'drift.json'}", file=sys.stderr)
+    checked = "verified" if keys is not None else "NOT verified (no public key)"
+    print(f"carepath: drift report: {out_dir / 'drift.json'} (from the evidence {bundle}, {checked})", file=sys.stderr)
     if not results:
-        print(f"carepath: error: the run ({result.status}) checked no control; see {result.artifact_dir}/stdout",
-              file=sys.stderr)
+        print(f"carepath: error: the run ({report['run']['status']}) checked no control; see {bundle}", file=sys.stderr)
         return 2
     return 1 if report["summary"]["drifted"] or report["summary"]["failed"] or report["summary"]["unreachable"] else 0
 
@@ -458,13 +476,14 @@ def _quiet_broken_pipe() -> int:
 
 
 def _project_for(args: argparse.Namespace) -> Project:
-    """The checkout, for the commands that work on one. Verifying or reporting evidence, making a
-    key at a given path and the HL7 and web app tools also work where only the wheel is installed
+    """The checkout, for the commands that work on one. Verifying or reporting evidence (and drift
+    from a bundle), making a key at a given path and the HL7 and web app tools also work where only the wheel is installed
     (an auditor's workstation, an execution environment): they get a project they never read."""
     try:
         return Project.discover()
     except CarepathError:
         standalone = (args.command in ("hl7", "webapp")
+                      or (args.command == "drift" and args.bundle is not None)
                       or (args.command == "evidence" and (args.evidence_command != "keygen" or args.key)))
         if not standalone:
             raise

@@ -1,20 +1,31 @@
-"""Drift report: per host and per control, compliant / drifted / excepted, from a check-mode run.
+"""Drift report: per host and per control, compliant / drifted / excepted, from a run's evidence bundle.
 
-It reads only the events ansible-runner recorded for the run (``job_events/*.json``);
-it never talks to hosts itself.
+It reads only the run's signed bundle (``events.jsonl``, verified first when a public key is
+given): the same report comes from a `carepath drift` run, from a check-mode job on AWX whose
+bundle is in the site's store, or from any earlier run. It never talks to hosts itself.
+
+An audit result is recognised by what the evidence recorded of the task, never by its name: the
+audit action (``carepath_control``) and the controls it reported; a skipped audit task is its
+role switched off on that host.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from carepath import controls
+from carepath.errors import CarepathError
+from carepath.evidence.bundle import EVENTS_FILE, RUN_FILE
 
 STATUSES = ("compliant", "drifted", "excepted", "not_applicable", "failed", "unreachable")
+#: The action of every audit task (plugins/action/carepath_control.py), as the evidence records it.
+AUDIT_ACTION = "carepath_control"
 
 
 @dataclass
@@ -26,40 +37,54 @@ class ControlResult:
     exception: dict[str, str] | None = None
 
 
-def read_events(artifact_dir: Path) -> list[dict[str, Any]]:
-    """The run's events in order."""
-    events = [json.loads(p.read_text(encoding="utf-8")) for p in (artifact_dir / "job_events").glob("*.json")]
-    return sorted(events, key=lambda e: e.get("counter", 0))
+def read_bundle(bundle_dir: Path, keys: Sequence[Ed25519PublicKey] | None = None) -> tuple[dict[str, Any],
+                                                                                            list[dict[str, Any]]]:
+    """A bundle's run record and events; with ``keys``, only once ``verify`` has found it intact."""
+    bundle_dir = Path(bundle_dir)
+    if keys is not None:
+        from carepath.evidence.verify import verify_bundle
+
+        report = verify_bundle(bundle_dir, list(keys))
+        if not report.ok:
+            raise CarepathError(f"{bundle_dir}: the evidence does not verify: {report.first}",
+                                hint="a drift report is only as good as its evidence: run `carepath evidence verify`")
+    try:
+        run = json.loads((bundle_dir / RUN_FILE).read_text(encoding="utf-8"))
+        events = [json.loads(line) for line in (bundle_dir / EVENTS_FILE).read_text(encoding="utf-8").splitlines()]
+    except (OSError, ValueError) as exc:
+        raise CarepathError(f"{bundle_dir} is not a readable run bundle: {exc}") from None
+    return run, events
 
 
-AUDIT_TASK = controls.AUDIT_TASK_PREFIX
+def is_audit(event: dict[str, Any]) -> bool:
+    """Whether an evidence event is an audit task's (by its action, however it was called)."""
+    action = str((event.get("data") or {}).get("action") or "")
+    return action == AUDIT_ACTION or action.endswith("." + AUDIT_ACTION)
 
 
 def collect(events: Iterable[dict[str, Any]]) -> list[ControlResult]:
-    """One result per (host, control) from the audit tasks' events; unreachable hosts are marked."""
+    """One result per (host, control) from a bundle's audit events; unreachable hosts are marked."""
     results: dict[tuple[str, str], ControlResult] = {}
     unreachable: set[str] = set()
     for event in events:
-        data = event.get("event_data") or {}
-        host = data.get("host")
-        if event.get("event") == "runner_on_unreachable" and host:
+        kind, host, data = event.get("type"), event.get("host"), event.get("data") or {}
+        if not host:
+            continue
+        if kind == "task_unreachable":
             unreachable.add(host)
             continue
-        if event.get("event") not in ("runner_on_ok", "runner_on_failed", "runner_on_skipped") or not host:
+        if not is_audit(event):
             continue
-        if not data.get("task", "").startswith(AUDIT_TASK):
-            continue
-        res = data.get("res") or {}
-        if event["event"] == "runner_on_skipped":  # the role is switched off on this host
-            role = data["task"].removeprefix(AUDIT_TASK)
+        role = str(data.get("role") or "").rsplit(".", 1)[-1]  # carepath.core.ssh_hardening: ssh_hardening
+        if kind == "task_skipped":  # the role is switched off on this host
             for control in (c for c in controls.load() if c.role == role):
                 results[(host, control.id)] = ControlResult(host, control.id, "not_applicable",
                                                             [f"{role} is switched off on this host"])
             continue
-        reports = res.get("carepath_controls")
+        reports = data.get("controls")
         if reports is None:  # the check could not run at all (e.g. a bad argument)
-            role = data["task"].removeprefix(AUDIT_TASK)
-            results[(host, role)] = ControlResult(host, role, "failed", [str(res.get("msg", "the check failed"))])
+            results[(host, role or "?")] = ControlResult(host, role or "?", "failed",
+                                                         [str(data.get("msg") or "the check failed")])
             continue
         for report in reports:
             results[(host, report["id"])] = ControlResult(
@@ -71,12 +96,8 @@ def collect(events: Iterable[dict[str, Any]]) -> list[ControlResult]:
 
 def failures(events: Iterable[dict[str, Any]]) -> list[str]:
     """``host: message`` of every failed task that was not a control check (e.g. the policy gate)."""
-    found = []
-    for event in events:
-        data = event.get("event_data") or {}
-        if event.get("event") == "runner_on_failed" and not data.get("task", "").startswith(AUDIT_TASK):
-            found.append(f"{data.get('host')}: {(data.get('res') or {}).get('msg', 'failed')}")
-    return found
+    return [f"{e.get('host')}: {(e.get('data') or {}).get('msg', 'failed')}"
+            for e in events if e.get("type") == "task_failed" and not is_audit(e)]
 
 
 def summary(results: list[ControlResult]) -> dict[str, int]:

@@ -151,6 +151,10 @@ def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], o
     unstorable = evidence_store.problem(store, store_ssh_args, policy.site)
     if unstorable:
         problems.append(unstorable)
+    elif store not in (None, "", "none") and not (operator_key and Path(operator_key).exists()):
+        problems.append(f"an evidence store is set ({store}) but there is no evidence signing key at {operator_key}: "
+                        "only signed bundles are stored, and this run's would stay where it ran (on an execution "
+                        "node, deleted with the job); give the key (CAREPATH_EVIDENCE_KEY)")
     refused, approval = change.check(policy, ticket, approval_path, operator_key, now=now)
     problems += refused
     return Decision(policy, tuple(problems), ticket, approval_path, approval)

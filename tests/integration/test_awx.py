@@ -41,7 +41,12 @@ def _job_dir(base: Path, lab: Lab, name: str, node: Path, store: str, store_ssh_
     (job / "project").mkdir(parents=True)
     (job / "env").mkdir()
     (job / "project" / "site.yml").write_text(
-        "- name: carepath baseline\n  ansible.builtin.import_playbook: carepath.core.site\n", encoding="utf-8")
+        "- name: carepath baseline\n  ansible.builtin.import_playbook: carepath.core.site\n"
+        # The run id as the deploy lock and each host's release history read it (roles/bluegreen).
+        "- name: Record the run id\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - name: Write it outside the node's folder\n      ansible.builtin.copy:\n"
+        f"        content: \"{{{{ lookup('carepath.core.carepath_run_id', 'site') }}}}\"\n"
+        f"        dest: {base}/seen-{name}.runid\n        mode: '0600'\n      tags: [always]\n", encoding="utf-8")
     (job / "project" / "ansible.cfg").write_text(
         "[defaults]\ncallbacks_enabled = carepath.core.carepath_evidence\ninterpreter_python = auto_silent\n"
         "[carepath_evidence]\nevidence_dir = evidence\n", encoding="utf-8")
@@ -80,7 +85,7 @@ def _send(job: Path, node: Path, limit: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAREPATH_", "ANSIBLE_"))}
     env["PATH"] = f"{BIN}:{env['PATH']}"
     runner = str(BIN / "ansible-runner")
-    pipeline = (f"{runner} transmit {job} -p site.yml --limit {limit} --cmdline '--tags time_sync'"
+    pipeline = (f"{runner} transmit {job} -p site.yml --limit {limit},localhost --cmdline '--tags time_sync'"
                 f" | {runner} worker --private-data-dir {node} --delete"
                 f" | {runner} process {job}")
     proc = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, env=env,
@@ -108,8 +113,10 @@ def awx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _stored_runs(store: Path, site: str) -> dict[str, dict]:
-    return {p.name: json.loads((p / "run.json").read_text(encoding="utf-8"))
-            for p in sorted((store / site / "bundles").iterdir()) if not p.name.startswith(".")}
+    """The runs in the store; nothing else is there (no half-shipped copy, no probe left behind)."""
+    folders = sorted((store / site / "bundles").iterdir())
+    assert not [p.name for p in folders if p.name.startswith(".")]
+    return {p.name: json.loads((p / "run.json").read_text(encoding="utf-8")) for p in folders}
 
 
 def test_two_jobs_at_once_on_ephemeral_nodes_leave_one_verified_chain_in_a_mounted_store(lab: Lab, awx: Path):
@@ -134,6 +141,8 @@ def test_two_jobs_at_once_on_ephemeral_nodes_leave_one_verified_chain_in_a_mount
         assert run["operator"]["awx_user_name"] == OPERATOR
         assert run["store"] == str(store)
     assert sorted(r["operator"]["awx_job_id"] for r in runs.values()) == ["4101", "4102"]
+    # One run id through the worker: what the lock and history would carry is the bundle's.
+    assert {(awx / f"seen-{r['operator']['awx_job_id']}.runid").read_text() for r in runs.values()} == set(runs)
     entries = [json.loads(line) for line in (store / site / "ledger.jsonl").read_bytes().splitlines()]
     assert [e["seq"] for e in entries] == [0, 1] and {e["bundle"] for e in entries} == set(runs)
     verify = _verify(store, site, awx / "evidence.pub")

@@ -11,7 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from carepath.errors import CarepathError
 from carepath.evidence import ENVELOPE_FILE, EVENTS_FILE, GENESIS, append_entry, seal_bundle, verify_ledger
+from carepath.evidence.canonical import canonical_bytes
 from carepath.evidence.chain import sha256_hex
+from carepath.evidence.ledger import next_entry
 from tests.unit.test_evidence_bundle import make_bundle
 
 RUNS = [f"20261202T00000{i}Z-site-run{i}" for i in range(4)]
@@ -92,7 +94,12 @@ def test_deep_verification_reports_a_bad_bundle_under_its_name(site: tuple[Path,
 
 def test_duplicate_and_unsafe_bundle_names_are_findings(site: tuple[Path, Path, Ed25519PrivateKey], tmp_path: Path) -> None:
     ledger, bundles, _ = site
-    append_entry(ledger, RUNS[0], bundles / RUNS[0] / ENVELOPE_FILE)
+    # append_entry lists a bundle once (a retry returns its entry); a ledger edited by hand may not.
+    assert append_entry(ledger, RUNS[0], bundles / RUNS[0] / ENVELOPE_FILE)["seq"] == 0
+    assert len(ledger.read_bytes().splitlines()) == 4
+    digest = sha256_hex((bundles / RUNS[0] / ENVELOPE_FILE).read_bytes())
+    with open(ledger, "ab") as handle:
+        handle.write(canonical_bytes(next_entry(ledger.read_bytes().splitlines()[-1], RUNS[0], digest)) + b"\n")
     report = verify_ledger(ledger, bundles)
     assert (report.first.line, report.first.code) == (5, "ledger.duplicate"), str(report)
     with pytest.raises(CarepathError, match="plain name"):

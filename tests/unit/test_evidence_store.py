@@ -138,21 +138,92 @@ def test_an_unsealed_bundle_is_not_shipped(tmp_path: Path) -> None:
         DirStore(tmp_path / "mounted").ship(SITE, bundle)
 
 
-def test_an_unreachable_store_refuses_the_run_before_any_host(tmp_path: Path) -> None:
-    evidence_store.problem.cache_clear()
-    blocked = tmp_path / "ro"
-    blocked.write_text("a file where the store's directory should be", encoding="utf-8")
+def _inventory(tmp_path: Path) -> Path:
     inventory = tmp_path / "inventory"
     (inventory / "group_vars" / "all").mkdir(parents=True)
     (inventory / "hosts.yml").write_text("all:\n  hosts:\n    h1:\n", encoding="utf-8")
     (inventory / "group_vars" / "all" / "site.yml").write_text(f"carepath_site: {SITE}\n", encoding="utf-8")
-    decision = gate.decide([str(inventory)], extra_vars={}, operator_key=None, environ={}, store=str(blocked))
+    return inventory
+
+
+def test_an_unreachable_store_refuses_the_run_before_any_host(tmp_path: Path, evidence_key: Path) -> None:
+    evidence_store.problem.cache_clear()
+    blocked = tmp_path / "ro"
+    blocked.write_text("a file where the store's directory should be", encoding="utf-8")
+    inventory, key = [str(_inventory(tmp_path))], str(evidence_key)
+    decision = gate.decide(inventory, extra_vars={}, operator_key=key, environ={}, store=str(blocked))
     assert not decision.accepted
     assert any("evidence store cannot take this run's evidence" in p and str(blocked) in p for p in decision.problems)
-    fine = gate.decide([str(inventory)], extra_vars={}, operator_key=None, environ={}, store=str(tmp_path / "ok"))
+    fine = gate.decide(inventory, extra_vars={}, operator_key=key, environ={}, store=str(tmp_path / "ok"))
     assert fine.accepted, fine.problems
-    bad = gate.decide([str(inventory)], extra_vars={}, operator_key=None, environ={}, store="ssh://nowhere")
+    bad = gate.decide(inventory, extra_vars={}, operator_key=key, environ={}, store="ssh://nowhere")
     assert any("ssh://[user@]host[:port]/absolute/path" in p for p in bad.problems)
+
+
+def test_a_store_without_a_signing_key_is_refused(tmp_path: Path) -> None:
+    """Only signed bundles are stored: without the key, the run's evidence would die with the node."""
+    evidence_store.problem.cache_clear()
+    decision = gate.decide([str(_inventory(tmp_path))], extra_vars={}, operator_key=str(tmp_path / "none.key"),
+                           environ={}, store=str(tmp_path / "store"))
+    assert any("no evidence signing key" in p for p in decision.problems), decision.problems
+
+
+def test_a_host_that_would_be_an_ssh_option_is_refused() -> None:
+    with pytest.raises(CarepathError):
+        parse("ssh://-oProxyCommand=touch%20x/srv/ev")
+
+
+@pytest.mark.parametrize("kind", ["dir", "ssh"])
+def test_a_retried_append_lists_the_bundle_once(kind: str, tmp_path: Path, local_ssh: Path) -> None:
+    """An append whose answer was lost (the entry written, the job told otherwise) is retried safely."""
+    key = Ed25519PrivateKey.generate()
+    first = make_bundle(tmp_path / "node", key, "20261205T000000Z-site-aaa111", events=2)
+    second = make_bundle(tmp_path / "node", key, "20261205T000001Z-site-bbb222", events=2)
+    store = SshStore(host="evidence-host", path=str(local_ssh)) if kind == "ssh" else DirStore(tmp_path / "mounted")
+    root = local_ssh if kind == "ssh" else tmp_path / "mounted"
+    for bundle in (first, first, second, first):
+        store.ship(SITE, bundle)
+        entry = store.append(SITE, bundle.name, bundle / ENVELOPE_FILE, key)
+        assert entry["bundle"] == bundle.name
+    entries = [json.loads(line) for line in (root / SITE / "ledger.jsonl").read_bytes().splitlines()]
+    assert [e["bundle"] for e in entries] == [first.name, second.name]
+    assert verify_ledger(root / SITE / "ledger.jsonl", root / SITE / "bundles", [key.public_key()]).ok
+
+
+def test_a_stalled_store_times_out_and_frees_the_job(tmp_path: Path, local_ssh: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another job holding the ledger's lock forever (a node gone mid-append) does not hold this one."""
+    import fcntl
+    import time
+
+    key = Ed25519PrivateKey.generate()
+    bundle = make_bundle(tmp_path / "node", key, "20261205T000000Z-site-aaa111", events=2)
+    (local_ssh / SITE).mkdir(parents=True)
+    monkeypatch.setenv("CAREPATH_EVIDENCE_STORE_TIMEOUT", "2")
+    with open(local_ssh / SITE / "ledger.jsonl", "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        began = time.monotonic()
+        with pytest.raises(CarepathError) as raised:
+            SshStore(host="evidence-host", path=str(local_ssh)).append(SITE, bundle.name, bundle / ENVELOPE_FILE, key)
+        assert time.monotonic() - began < 15
+    assert "append" in str(raised.value)
+    assert (local_ssh / SITE / "ledger.jsonl").read_bytes() == b""
+
+
+def test_an_interrupted_copy_in_the_store_is_not_taken_for_a_bundle(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    store = DirStore(tmp_path / "mounted")
+    bundle = make_bundle(tmp_path / "node", key, "20261205T000000Z-site-aaa111", events=2)
+    store.ship(SITE, bundle)
+    store.append(SITE, bundle.name, bundle / ENVELOPE_FILE, key)
+    # A job killed mid-copy leaves its temporary folder behind, with or without the envelope.
+    for name in (".incoming.x.abc123", ".incoming.y.def456"):
+        left = make_bundle(tmp_path / "mounted" / SITE / "bundles", key, "20261205T000009Z-site-ccc333", events=1)
+        left.rename(left.parent / name)
+    (tmp_path / "mounted" / SITE / "bundles" / ".incoming.y.def456" / ENVELOPE_FILE).unlink()
+    report = verify_ledger(tmp_path / "mounted" / SITE / "ledger.jsonl", tmp_path / "mounted" / SITE / "bundles",
+                           [key.public_key()])
+    assert report.ok, str(report)
 
 
 @pytest.fixture

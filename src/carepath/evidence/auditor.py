@@ -24,8 +24,6 @@ import jinja2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from carepath import controls
-from carepath.errors import CarepathError
-from carepath.evidence.bundle import EVENTS_FILE, RUN_FILE
 from carepath.evidence.dsse import unverified_predicate
 from carepath.evidence.verify import verify_bundle
 
@@ -63,34 +61,30 @@ class AuditReport:
 
 def build(bundle_dir: Path, keys: Iterable[Ed25519PublicKey] | None = None) -> AuditReport:
     """Read a bundle into the report's data (verifying it first when keys are given)."""
-    bundle_dir = Path(bundle_dir)
-    try:
-        run = json.loads((bundle_dir / RUN_FILE).read_text(encoding="utf-8"))
-        lines = (bundle_dir / EVENTS_FILE).read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError) as exc:
-        raise CarepathError(f"{bundle_dir} is not a readable run bundle: {exc}") from None
+    from carepath import drift
+
+    run, events = drift.read_bundle(bundle_dir)
     verification = None
     if keys is not None:
-        report = verify_bundle(bundle_dir, list(keys))
+        report = verify_bundle(Path(bundle_dir), list(keys))
         verification = "verified: signature, digests and event chain intact" if report.ok else f"FAILED: {report.first}"
     catalog = controls.by_id(controls.load())
     results: dict[tuple[str, str], ControlRow] = {}
+    for result in drift.collect(events):  # one reading of the audit results, shared with `carepath drift`
+        if result.control == "*":  # an unreachable host: listed with the failures
+            continue
+        known = catalog.get(result.control)
+        results[(result.host, result.control)] = ControlRow(
+            result.host, result.control, result.status, title=known.title if known else "",
+            hipaa=", ".join(known.hipaa) if known else "", cis=", ".join(known.cis) if known else "",
+            nist=", ".join(known.nist) if known else "", exception=result.exception)
     changes: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
-    for line in lines:
-        event = json.loads(line)
+    for event in events:
         data = event.get("data") or {}
         host = event.get("host")
         if not host:
             continue
-        for report_entry in data.get("controls") or []:
-            ident = report_entry.get("id", "")
-            known = catalog.get(ident)
-            results[(host, ident)] = ControlRow(
-                host, ident, report_entry.get("status", ""),
-                title=known.title if known else "",
-                hipaa=", ".join(known.hipaa) if known else "", cis=", ".join(known.cis) if known else "",
-                nist=", ".join(known.nist) if known else "", exception=report_entry.get("exception"))
         if event.get("changed"):
             changes.append({"host": host, "task": event.get("task", ""), "controls": event.get("control_ids") or [],
                             "role": data.get("role", ""), "time": event.get("time", "")})

@@ -81,11 +81,28 @@ def _last_line(handle: BinaryIO) -> bytes:
     return buf.rsplit(b"\n", 1)[-1] if b"\n" in buf else buf
 
 
+def listed_entry(handle: BinaryIO, bundle_id: str, digest: str) -> dict[str, Any] | None:
+    """The ledger's entry for this very bundle (same name and envelope digest), if it has one."""
+    handle.seek(0)
+    needle = json.dumps(bundle_id).encode()
+    for line in handle:
+        if needle in line:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("bundle") == bundle_id and entry.get("bundle_digest") == digest:
+                return dict(entry)
+    return None
+
+
 def append_entry(ledger_path: Path, bundle_id: str, envelope_path: Path, *, time: str | None = None,
                  private_key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
     """Append one sealed bundle to the ledger (creating it) under an exclusive lock; returns the entry as written.
 
-    With ``private_key`` (the evidence key, as every run has) the entry is signed.
+    A bundle the ledger already lists (same name and envelope digest) is not listed again: its entry is
+    returned, so retrying an append whose outcome was lost is safe. With ``private_key`` (the evidence key,
+    as every run has) the entry is signed.
     """
     ledger_path = Path(ledger_path)
     if not NAME_RE.match(bundle_id):
@@ -97,6 +114,9 @@ def append_entry(ledger_path: Path, bundle_id: str, envelope_path: Path, *, time
     ledger_path.parent.mkdir(parents=True, exist_ok=True)
     with open(ledger_path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        listed = listed_entry(handle, bundle_id, digest)
+        if listed is not None:  # a retry after an append whose answer was lost: listed once, never twice
+            return listed
         entry = next_entry(_last_line(handle), bundle_id, digest, time=time, private_key=private_key,
                            where=str(ledger_path))
         handle.write(canonical_bytes(entry) + b"\n")

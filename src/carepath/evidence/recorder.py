@@ -285,7 +285,11 @@ class Recorder:
             data["msg"] = "(hidden by no_log)" if no_log else self.redactor.failure_message(action, result)
         reports = result.get("carepath_controls")
         if isinstance(reports, list) and not no_log:
+            # What each check found (redacted, at most 10 lines of 300 characters): the drift report
+            # and the auditor's report read them from here.
             data["controls"] = [{"id": str(r.get("id")), "status": str(r.get("status")),
+                                 **({"problems": [self.redactor.text(str(p))[:300] for p in r["problems"][:10]]}
+                                    if isinstance(r.get("problems"), list) and r["problems"] else {}),
                                  **({"exception": self.redactor.data(r["exception"])} if r.get("exception") else {})}
                                 for r in reports if isinstance(r, Mapping)]
         release = result.get("carepath_release")

@@ -27,11 +27,13 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import shlex
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +72,7 @@ def parse(spec: str | None, ssh_args: str | None = None) -> Store | None:
         except ValueError:
             port = -1
         path = unquote(url.path)
-        if not url.hostname or port == -1 or not path.startswith("/") or path == "/":
+        if not url.hostname or url.hostname.startswith("-") or port == -1 or not path.startswith("/") or path == "/":
             raise CarepathError(f"evidence store {spec!r}: an SSH store is ssh://[user@]host[:port]/absolute/path",
                                 hint="e.g. ssh://evidence@evidence01.example.org/srv/carepath-evidence")
         return SshStore(host=url.hostname, user=unquote(url.username) if url.username else None, port=port,
@@ -104,6 +106,9 @@ class DirStore:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe."):
                 pass
+            if (self.root / site / "ledger.jsonl").exists():
+                with open(self.root / site / "ledger.jsonl", "ab"):
+                    pass
         except OSError as exc:
             raise CarepathError(f"the evidence store {self.root} cannot be written: {exc.strerror or exc}",
                                 hint="mount the store's volume into the job, writable by the job's user") from None
@@ -121,8 +126,11 @@ class DirStore:
             incoming = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".incoming.{bundle_dir.name}."))
             for path in files:
                 shutil.copyfile(path, incoming / path.name)
+                _fsync(incoming / path.name)
             incoming.chmod(0o750)
+            _fsync(incoming)
             incoming.rename(target)
+            _fsync(target.parent)  # the rename on disk before the ledger names the bundle
         except OSError as exc:
             if incoming is not None:
                 shutil.rmtree(incoming, ignore_errors=True)
@@ -139,6 +147,14 @@ class DirStore:
                                 f"{exc.strerror or exc}") from None
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _same_envelope(stored: Path, local: Path, where: str) -> None:
     try:
         same = stored.read_bytes() == local.read_bytes()
@@ -149,14 +165,28 @@ def _same_envelope(stored: Path, local: Path, where: str) -> None:
                             hint="a run id is used once; run `carepath evidence verify` on the store")
 
 
-# Runs on the evidence host (python3 -c): lock the ledger, print its last line, append the signed entry read
-# from stdin if it chains on that line, fsync, say ok. The lock is held while the job's machine signs.
+# Runs on the evidence host (python3 -c PATH BUNDLE DIGEST SECONDS): lock the ledger; if it lists this very
+# bundle already (a retry), print that entry and stop; else print the last line, append the signed entry read
+# from stdin if it chains on that line, fsync, say ok. The lock is held while the job's machine signs; an alarm
+# ends the program (and frees the lock) if the other side stalls.
 _APPEND = r"""
-import fcntl, hashlib, json, os, sys
-path = sys.argv[1]
+import fcntl, hashlib, json, os, signal, sys
+path, bundle, digest, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+signal.alarm(seconds)
 os.makedirs(os.path.dirname(path), exist_ok=True)
 with open(path, "a+b") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
+    f.seek(0)
+    needle = json.dumps(bundle).encode()
+    for line in f:
+        if needle in line:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("bundle") == bundle and entry.get("bundle_digest") == digest:
+                sys.stdout.write(json.dumps({"listed": line.rstrip(b"\n").decode()}) + "\n")
+                sys.exit(0)
     end = f.seek(0, 2)
     last = b""
     if end:
@@ -165,7 +195,7 @@ with open(path, "a+b") as f:
         if not tail.endswith(b"\n"):
             sys.exit("the ledger's last line is incomplete (no newline): run carepath evidence verify on it")
         last = tail[:-1].rsplit(b"\n", 1)[-1]
-    sys.stdout.write(json.dumps(last.decode()) + "\n")
+    sys.stdout.write(json.dumps({"last": last.decode()}) + "\n")
     sys.stdout.flush()
     line = sys.stdin.buffer.readline()
     if not line.endswith(b"\n"):
@@ -179,7 +209,8 @@ with open(path, "a+b") as f:
 print("ok")
 """
 
-# Runs on the evidence host: unpack the tar stream into a temporary folder and rename it into place.
+# Runs on the evidence host: unpack the tar stream into a temporary folder, write it to disk, rename it into
+# place and write the rename to disk, so a ledger entry never names a bundle a crash could lose.
 _RECEIVE = r"""set -eu
 bundles=$1; name=$2
 mkdir -p -m 750 "$bundles"
@@ -188,13 +219,17 @@ tmp=$(mktemp -d "$bundles/.incoming.$name.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 tar -x -f - -C "$tmp"
 chmod 750 "$tmp"
+sync "$tmp"/* "$tmp"
 mv -T "$tmp" "$bundles/$name"
 trap - EXIT
+sync "$bundles"
 """
 
 _CHECK = r"""set -eu
-mkdir -p -m 750 "$1"
-probe=$(mktemp "$1/.probe.XXXXXX") && rm -f "$probe"
+mkdir -p -m 750 "$1/bundles"
+probe=$(mktemp "$1/bundles/.probe.XXXXXX")
+rm -f "$probe"
+if [ -e "$1/ledger.jsonl" ] && [ ! -w "$1/ledger.jsonl" ]; then echo "$1/ledger.jsonl is not writable" >&2; exit 4; fi
 command -v python3 >/dev/null || { echo "python3 is not installed on the evidence host" >&2; exit 4; }
 command -v tar >/dev/null || { echo "tar is not installed on the evidence host" >&2; exit 4; }
 """
@@ -226,12 +261,12 @@ class SshStore:
 
     def _run(self, argv: Sequence[str], data: bytes | None, what: str) -> subprocess.CompletedProcess[bytes]:
         try:
-            return subprocess.run(list(argv), input=data, capture_output=True, timeout=_TIMEOUT, check=False)  # noqa: S603
+            return subprocess.run(list(argv), input=data, capture_output=True, timeout=timeout(), check=False)  # noqa: S603
         except FileNotFoundError:
             raise CarepathError("ssh is not installed: the evidence store is reached over SSH",
                                 hint="install openssh-client") from None
         except subprocess.TimeoutExpired:
-            raise CarepathError(f"{what} on {self.describe()} did not finish in {_TIMEOUT:.0f} s") from None
+            raise CarepathError(f"{what} on {self.describe()} did not finish in {timeout():.0f} s") from None
 
     def _fail(self, what: str, proc: subprocess.CompletedProcess[bytes]) -> CarepathError:
         detail = " | ".join(proc.stderr.decode(errors="replace").strip().splitlines()[-3:]) or f"exit {proc.returncode}"
@@ -240,7 +275,7 @@ class SshStore:
                                   "(store_ssh_args / CAREPATH_EVIDENCE_STORE_SSH_ARGS)")
 
     def check(self, site: str) -> None:
-        proc = self._run(self._argv(f"{self.path}/{site}/bundles", script=_CHECK), None, "the store check")
+        proc = self._run(self._argv(f"{self.path}/{site}", script=_CHECK), None, "the store check")
         if proc.returncode != 0:
             raise self._fail("writing a probe", proc)
 
@@ -268,37 +303,57 @@ class SshStore:
         if not NAME_RE.match(bundle_id):
             raise CarepathError(f"bundle id {bundle_id!r} is not a plain name (letters, digits, . _ -)")
         digest = sha256_hex(Path(envelope).read_bytes())
-        argv = self._argv("python3", "-c", _APPEND, f"{self.path}/{site}/ledger.jsonl")
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603
-                                    stderr=subprocess.PIPE)
-        except FileNotFoundError:
-            raise CarepathError("ssh is not installed: the evidence store is reached over SSH",
-                                hint="install openssh-client") from None
-        assert proc.stdin is not None and proc.stdout is not None
-        entry: dict[str, Any] | None = None
-        line = b""
-        try:
-            first = proc.stdout.readline()  # the ledger's last line, read under the store's lock
-            if first:
-                entry = ledger.next_entry(json.loads(first).encode(), bundle_id, digest, private_key=key,
-                                          where=self.describe())
-                line = canonical_bytes(entry) + b"\n"
-            # The remote side prints nothing more until it has the entry: nothing is left in stdout's buffer.
-            out, err = proc.communicate(line, timeout=_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise CarepathError(f"appending to the ledger on {self.describe()} did not finish in "
-                                f"{_TIMEOUT:.0f} s") from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        if proc.returncode != 0 or entry is None or out.strip() != b"ok":
+        seconds = max(1, int(timeout()))
+        argv = self._argv("python3", "-c", _APPEND, f"{self.path}/{site}/ledger.jsonl", bundle_id, digest,
+                          str(seconds))
+        # stderr to a file: ssh's own messages (-v in store_ssh_args) can never fill a pipe and stall the lock.
+        with tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603
+                                        stderr=errors)
+            except FileNotFoundError:
+                raise CarepathError("ssh is not installed: the evidence store is reached over SSH",
+                                    hint="install openssh-client") from None
+            assert proc.stdin is not None and proc.stdout is not None
+            # The whole exchange has one deadline: a stalled store or network never holds the job (nor, on
+            # the evidence host, whose program has the same alarm, the other jobs waiting for the lock).
+            timer = threading.Timer(seconds + 5, proc.kill)
+            timer.start()
+            entry: dict[str, Any] | None = None
+            try:
+                answer = json.loads(proc.stdout.readline() or b"{}")
+                line = b""
+                if "listed" in answer:  # a retry: the store listed this bundle already
+                    entry = json.loads(answer["listed"])
+                elif "last" in answer:  # the ledger's last line, read under the store's lock
+                    entry = ledger.next_entry(answer["last"].encode(), bundle_id, digest, private_key=key,
+                                              where=self.describe())
+                    line = canonical_bytes(entry) + b"\n"
+                # The remote side prints nothing more until it has the entry: nothing is left in stdout's buffer.
+                out, _ = proc.communicate(line)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                timer.cancel()
+            errors.seek(0)
+            err = errors.read()
+        if proc.returncode == -9:
+            raise CarepathError(f"appending {bundle_id} to the ledger on {self.describe()} did not finish in "
+                                f"{seconds} s", hint="the store, or another job holding its ledger's lock, stalled")
+        if proc.returncode != 0 or entry is None or ("last" in answer and out.strip() != b"ok"):
             raise self._fail(f"appending {bundle_id} to the ledger",
                              subprocess.CompletedProcess(argv, proc.returncode or 1, out, err))
         return entry
+
+
+def timeout() -> float:
+    """How long one exchange with a store may take (``CAREPATH_EVIDENCE_STORE_TIMEOUT``, 120 s by default)."""
+    try:
+        return max(1.0, float(os.environ.get("CAREPATH_EVIDENCE_STORE_TIMEOUT", _TIMEOUT)))
+    except ValueError:
+        return _TIMEOUT
 
 
 @functools.cache

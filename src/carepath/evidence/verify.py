@@ -328,7 +328,8 @@ def verify_ledger(ledger_path: Path, bundles_dir: Path,
     walk = walk_chain(raw, name, LEDGER_FIELDS, on_record=check_entry)
     report.findings = sorted([*walk.findings, *entry_findings], key=lambda f: (f.line is None, f.line or 0)) + deep
     try:
-        sealed = sorted(p.parent.name for p in bundles_dir.glob(f"*/{ENVELOPE_FILE}"))
+        # Only folders named like a run: a store's in-flight copies (.incoming.*) are not bundles yet.
+        sealed = sorted(p.parent.name for p in bundles_dir.glob(f"*/{ENVELOPE_FILE}") if NAME_RE.match(p.parent.name))
     except OSError:
         sealed = []
     for bundle in sealed:
@@ -338,7 +339,8 @@ def verify_ledger(ledger_path: Path, bundles_dir: Path,
     # A run that is still going, or was killed: its events are there, not yet signed. The site's
     # next run seals it as aborted and lists it; until then it is reported, not failed.
     try:
-        unsealed = sorted(p.name for p in bundles_dir.iterdir() if p.is_dir() and not (p / ENVELOPE_FILE).exists())
+        unsealed = sorted(p.name for p in bundles_dir.iterdir()
+                          if p.is_dir() and NAME_RE.match(p.name) and not (p / ENVELOPE_FILE).exists())
     except OSError:
         unsealed = []
     report.facts.update(entries=walk.count, head=walk.head)
