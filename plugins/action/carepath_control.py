@@ -18,8 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.plugins.action import ActionBase
+from ansible_collections.carepath.core.plugins.plugin_utils.carepath_wheel import require
 
-from carepath import checks, exceptions, sitepolicy
+try:
+    from carepath import checks, exceptions, sitepolicy
+except ImportError as _import_error:  # listing and documenting the collection works without the package
+    CAREPATH_IMPORT_ERROR: ImportError | None = _import_error
+else:
+    CAREPATH_IMPORT_ERROR = None
 
 
 def selected(control: dict[str, Any], role: str, run_tags: list[str], skip_tags: list[str]) -> bool:
@@ -31,14 +37,15 @@ def selected(control: dict[str, Any], role: str, run_tags: list[str], skip_tags:
 
 
 def evaluate(control: dict[str, Any], observed: dict[str, Any], entries: list[Any],
-             in_container: bool, max_days: int = exceptions.DEFAULT_MAX_DAYS) -> tuple[dict[str, Any], str | None]:
+             in_container: bool, max_days: int | None = None) -> tuple[dict[str, Any], str | None]:
     """The report of one control, and an error if its exception is invalid."""
     ident = control["id"]
     report = {"id": ident, "title": control.get("title", ""), "status": "compliant", "problems": [],
               "exception": None}
     entry = exceptions.find(entries, ident)
     if entry is not None:
-        invalid = exceptions.problems([entry], [ident], max_days=max_days)
+        invalid = exceptions.problems([entry], [ident],
+                                      max_days=exceptions.DEFAULT_MAX_DAYS if max_days is None else max_days)
         if invalid:
             report["status"] = "failed"
             report["problems"] = invalid
@@ -76,9 +83,10 @@ class ActionModule(ActionBase):
     _VALID_ARGS = frozenset({"role", "controls", "observed", "exceptions", "container"})
 
     def run(self, tmp=None, task_vars=None):
+        require(CAREPATH_IMPORT_ERROR)
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(
+        unused, args = self.validate_argument_spec(
             argument_spec={
                 "role": {"type": "str", "required": True},
                 "controls": {"type": "list", "elements": "dict", "required": True},

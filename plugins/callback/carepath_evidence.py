@@ -85,14 +85,20 @@ from pathlib import Path
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
+from ansible_collections.carepath.core.plugins.plugin_utils.carepath_wheel import require
 
-from carepath import gate, sitepolicy
-from carepath.errors import CarepathError
-from carepath.evidence.artifacts import send_secrets
-from carepath.evidence.recorder import Recorder
-from carepath.evidence.redact import Redactor
-from carepath.evidence.store import parse as parse_store
-from carepath.runid import RUN_ID_ENV
+try:
+    from carepath import gate, sitepolicy
+    from carepath.errors import CarepathError
+    from carepath.evidence.artifacts import send_secrets
+    from carepath.evidence.recorder import Recorder
+    from carepath.evidence.redact import Redactor
+    from carepath.evidence.store import parse as parse_store
+    from carepath.runid import RUN_ID_ENV
+except ImportError as _import_error:  # listing and documenting the collection works without the package
+    CAREPATH_IMPORT_ERROR: ImportError | None = _import_error
+else:
+    CAREPATH_IMPORT_ERROR = None
 
 try:
     from ansible.parsing.vault import EncryptedString, VaultedValue
@@ -121,6 +127,8 @@ class CallbackModule(CallbackBase):
     CALLBACK_NEEDS_ENABLED = True
 
     def __init__(self, *args, **kwargs):
+        # Without the package there is no evidence: say so (the policy gate then refuses the run too).
+        require(CAREPATH_IMPORT_ERROR)
         super().__init__(*args, **kwargs)
         self._recorder = None
         self._started = {}

@@ -30,7 +30,7 @@ def frontend(service: Any) -> str:
     return "fe_" + backend(service)[3:]
 
 
-def hl7_check_message(_: Any = None) -> str:
+def hl7_check_message(unused: Any = None) -> str:
     """HAProxy's health check for an HL7 engine, as hex for ``tcp-check send-binary``: one MLLP
     frame holding the deploy gate's test message (carepath_hl7_probe's: processing ID ``T``,
     sending application ``CAREPATH-PROBE``, no patient segment), so the engine stores it and

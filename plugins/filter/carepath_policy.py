@@ -7,7 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from carepath import policy, sitepolicy, specs
+from ansible_collections.carepath.core.plugins.plugin_utils.carepath_wheel import unavailable
+
+try:
+    from carepath import policy, sitepolicy, specs
+except ImportError as _import_error:  # listing and documenting the collection works without the package
+    CAREPATH_IMPORT_ERROR: ImportError | None = _import_error
+else:
+    CAREPATH_IMPORT_ERROR = None
 
 #: The roles whose argument specs extra variables are checked against: this checkout's.
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
@@ -58,4 +65,5 @@ class FilterModule:
     """carepath policy filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"carepath_policy_problems": policy_problems, "carepath_extra_var_problems": extra_var_problems}
+        found = {"carepath_policy_problems": policy_problems, "carepath_extra_var_problems": extra_var_problems}
+        return found if CAREPATH_IMPORT_ERROR is None else unavailable(found, CAREPATH_IMPORT_ERROR)

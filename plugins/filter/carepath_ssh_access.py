@@ -13,7 +13,7 @@ from typing import Any
 
 
 def _user_matches(entry: str, user: str, client: str) -> bool:
-    name, _, host = entry.partition("@")
+    name, unused, host = entry.partition("@")
     if not fnmatchcase(user, name):
         return False
     return not host or fnmatchcase(client, host)

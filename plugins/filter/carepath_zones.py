@@ -7,8 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.carepath.core.plugins.plugin_utils.carepath_wheel import unavailable
 
-from carepath import zones
+try:
+    from carepath import zones
+except ImportError as _import_error:  # listing and documenting the collection works without the package
+    CAREPATH_IMPORT_ERROR: ImportError | None = _import_error
+else:
+    CAREPATH_IMPORT_ERROR = None
 
 
 def zone_problems(firewall_zones: Any, firewall_flows: Any) -> list[str]:
@@ -52,10 +58,11 @@ class FilterModule:
     """carepath trust-zone filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {
+        found = {
             "carepath_zone_problems": zone_problems,
             "carepath_zone_of": zone_of,
             "carepath_inbound_rules": inbound_rules,
             "carepath_permits": permits,
             "carepath_exposures": exposures,
         }
+        return found if CAREPATH_IMPORT_ERROR is None else unavailable(found, CAREPATH_IMPORT_ERROR)

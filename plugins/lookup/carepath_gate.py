@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: carepath_gate
-author: carepath contributors
+author: carepath contributors (@carepath)
 short_description: The policy gate's decision, in a form no tag can skip
 description:
   - Decides, on the controller, whether this run may touch any host - the site policy read from the
@@ -45,8 +45,14 @@ from ansible.errors import AnsibleError
 from ansible.plugins.loader import callback_loader
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.vars import load_extra_vars
+from ansible_collections.carepath.core.plugins.plugin_utils.carepath_wheel import require
 
-from carepath import gate, sitepolicy
+try:
+    from carepath import gate, sitepolicy
+except ImportError as _import_error:  # listing and documenting the collection works without the package
+    CAREPATH_IMPORT_ERROR: ImportError | None = _import_error
+else:
+    CAREPATH_IMPORT_ERROR = None
 
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 EVIDENCE_CALLBACK = "carepath.core.carepath_evidence"
@@ -77,6 +83,7 @@ def _policy_vars(variables):
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        require(CAREPATH_IMPORT_ERROR)
         self.set_options(var_options=variables, direct=kwargs)
         if len(terms) != 1:
             raise AnsibleError("carepath_gate takes one term: a host pattern, or 'problems'")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: carepath_run_id
-author: carepath contributors
+author: carepath contributors (@carepath)
 short_description: The id of this run, as its evidence bundle names it
 description:
   - Returns the run id every part of a run carries (evidence bundle, deploy lock, host history).
@@ -38,11 +38,18 @@ import os
 from pathlib import Path
 
 from ansible.plugins.lookup import LookupBase
+from ansible_collections.carepath.core.plugins.plugin_utils.carepath_wheel import require
 
-from carepath.runid import RUN_ID_ENV, new_run_id
+try:
+    from carepath.runid import RUN_ID_ENV, new_run_id
+except ImportError as _import_error:  # listing and documenting the collection works without the package
+    CAREPATH_IMPORT_ERROR: ImportError | None = _import_error
+else:
+    CAREPATH_IMPORT_ERROR = None
 
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        require(CAREPATH_IMPORT_ERROR)
         name = str(terms[0]) if terms else "run"
         return [os.environ.get(RUN_ID_ENV) or new_run_id(Path(name))]

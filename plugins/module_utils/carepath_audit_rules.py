@@ -241,7 +241,7 @@ class _Rule:
         if split is None or split[1] not in ("=", "!=") or not split[0] or not split[2]:
             self.fail(f"-C {value}: expected FIELD=FIELD or FIELD!=FIELD")
             return
-        left, _, right = split
+        left, unused, right = split
         if {left, right} <= UID_FIELDS or {left, right} <= GID_FIELDS:
             return
         self.fail(f"-C {value}: only user ids (uid, euid, suid, fsuid, auid, obj_uid) or group ids "
@@ -358,7 +358,7 @@ def check_line(line: str, syscall_known=None, user_known=None, group_known=None)
     """
     pairs, problems = _options(tokenize(line))
     rule = _Rule(syscall_known, user_known, group_known)
-    deleting_all = any(option == "D" for option, _ in pairs)  # -D -k KEY deletes the rules with that key
+    deleting_all = any(option == "D" for option, unused in pairs)  # -D -k KEY deletes the rules with that key
     for option, value in pairs:
         if option in _COMMANDS:
             problems.append(f"-{option if len(option) == 1 else '-' + option} {_COMMANDS[option]}: "

@@ -19,7 +19,7 @@ description:
   - Without I(content), checks the file at I(path) as it is and changes nothing.
   - Loading the rules into the kernel (C(augenrules --load)) is left to the caller.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   path:
     description: The rules file, e.g. C(/etc/audit/rules.d/50-carepath.rules).
@@ -36,7 +36,7 @@ options:
       - Check syscall names with C(ausyscall), which the auditd package installs.
     type: bool
     default: true
-extends_documentation_fragment: [files]
+extends_documentation_fragment: [ansible.builtin.files, ansible.builtin.action_common_attributes]
 attributes:
   check_mode:
     support: full

@@ -19,7 +19,7 @@ description:
   - Without O(event) the module only reads, and also says which release a rollback would go back
     to (C(rollback_target)).
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   dir:
     description: The service's state directory; its name is the service's name.

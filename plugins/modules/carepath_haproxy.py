@@ -32,7 +32,7 @@ description:
     HAProxy loads at start (C(server-state-file), C(load-server-state-from-file global)), so a reload
     or a reboot keeps the active colour.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   socket:
     description: Path of HAProxy's admin socket.
@@ -360,6 +360,7 @@ def main():
                               f"take a share of the traffic)"), **result)
     result["servers"] = summary(api.servers(backend))
     module.exit_json(**result)
+
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ description:
     release that never becomes healthy was refused only after several minutes; here every try
     costs one HTTP request.
 version_added: "0.2.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   url:
     description: The health endpoint, e.g. C(http://127.0.0.1:8081/healthz).
@@ -46,12 +46,15 @@ options:
     description: Seconds one try may take.
     type: float
     default: 2
+extends_documentation_fragment: [ansible.builtin.action_common_attributes]
 attributes:
   check_mode:
     support: full
     details: Reads only; polls in check mode too.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""

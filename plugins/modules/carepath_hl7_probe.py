@@ -20,7 +20,7 @@ description:
   - HAProxy's C(tcp-check) for MLLP backends sends the same message (roles/haproxy).
   - Framing and parsing use the python-hl7 library (Debian package C(python3-hl7)) on the host.
 version_added: "0.3.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 requirements:
   - python-hl7 0.4 or later on the managed host (C(python3-hl7))
 options:
@@ -67,12 +67,15 @@ options:
     description: MSH-5 of the test message.
     type: str
     default: CAREPATH
+extends_documentation_fragment: [ansible.builtin.action_common_attributes]
 attributes:
   check_mode:
     support: full
     details: Sends the test message in check mode too; it changes nothing that engines route or count.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 """
 
 EXAMPLES = r"""
@@ -256,7 +259,7 @@ def main():
     tls_context = None
     if p["tls"]:
         try:
-            tls_context, _ = client_context(p["ca_path"], p["server_name"])
+            tls_context, unused = client_context(p["ca_path"], p["server_name"])
         except (OSError, ssl.SSLError) as err:
             module.fail_json(msg=f"cannot use the CA bundle {p['ca_path']}: {err}")
     expect = [code.upper() for code in p["expect"]]

@@ -17,7 +17,7 @@ description:
     is removed, so the value read is never ambiguous; a key not set yet is appended.
   - Comments and every other line are kept as they are.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   path:
     description: The file; it must exist.

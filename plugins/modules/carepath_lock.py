@@ -19,7 +19,7 @@ description:
   - The module never reports C(changed), as a run takes and gives back its lock without
     changing what the host serves; RV(acquired) says what it did.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   path:
     description: The lock file.

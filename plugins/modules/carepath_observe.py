@@ -16,7 +16,7 @@ description:
     without another round trip.
   - Never changes anything.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   sshd:
     description: Read the effective sshd configuration with C(sshd -T).
@@ -97,6 +97,7 @@ options:
     elements: str
     choices: [rules, privileged, privileged_unaudited, enabled, matches_loaded, pending]
     default: []
+extends_documentation_fragment: [ansible.builtin.action_common_attributes]
 attributes:
   check_mode:
     support: full
@@ -157,7 +158,7 @@ def _sshd(module):
         module.fail_json(msg=f"sshd -T failed: {err.strip()}")
     values = {}
     for line in out.splitlines():
-        key, _, value = line.partition(" ")
+        key, unused, value = line.partition(" ")
         values[key] = f"{values[key]},{value}" if key in values else value
     return values
 
@@ -205,10 +206,10 @@ def _packages(module, names):
     values = {}
     for name in names:
         if dpkg:
-            rc, out, _ = module.run_command([dpkg, "-W", "-f=${db:Status-Abbrev}", name])
+            rc, out, unused = module.run_command([dpkg, "-W", "-f=${db:Status-Abbrev}", name])
             values[name] = {"installed": rc == 0 and out.startswith("ii")}
         else:
-            rc, _, _ = module.run_command(["rpm", "-q", name])
+            rc, unused_out, unused_err = module.run_command(["rpm", "-q", name])
             values[name] = {"installed": rc == 0}
     return values
 
@@ -220,8 +221,8 @@ def _services(module, names):
         if systemctl is None:
             values[name] = {"enabled": False, "active": False}
             continue
-        _, enabled, _ = module.run_command([systemctl, "is-enabled", name])
-        _, active, _ = module.run_command([systemctl, "is-active", name])
+        unused_rc, enabled, unused_err = module.run_command([systemctl, "is-enabled", name])
+        unused_rc, active, unused_err = module.run_command([systemctl, "is-active", name])
         values[name] = {"enabled": enabled.strip() in ("enabled", "static", "alias"), "active": active.strip() == "active"}
     return values
 
@@ -246,7 +247,7 @@ def _commands(module, commands):
 def _conf(paths_keys):
     wanted = {}
     for item in paths_keys:
-        path, _, key = item.partition(":")  # a key may hold colons (APT::Periodic::...), a path does not
+        path, unused, key = item.partition(":")  # a key may hold colons (APT::Periodic::...), a path does not
         wanted.setdefault(path, []).append((item, key))
     values = {}
     for path, items in wanted.items():
@@ -274,7 +275,7 @@ def _journal(module, units_patterns):
     values = {}
     journalctl = module.get_bin_path("journalctl") if units_patterns else None
     for item in units_patterns:
-        units, _, pattern = item.partition(":")
+        units, unused, pattern = item.partition(":")
         if journalctl is None:
             values[item] = None
             continue
@@ -323,7 +324,7 @@ def _nft(module):
     nft = module.get_bin_path("nft", opt_dirs=["/usr/sbin"])
     if nft is None:
         return absent
-    rc, out, _ = module.run_command([nft, "list", "table", "inet", "carepath"])
+    rc, out, unused = module.run_command([nft, "list", "table", "inet", "carepath"])
     if rc != 0:
         return absent
     policies = {}
@@ -357,7 +358,7 @@ def _audit_rule_lines(rules_dir=AUDIT_RULES_DIR):
     for path in sorted(glob.glob(os.path.join(rules_dir, "*.rules")), key=lambda p: natural_key(os.path.basename(p))):
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
-                lines += [rule for _, rule in active_rules(handle.read())]
+                lines += [rule for unused, rule in active_rules(handle.read())]
         except OSError:
             continue
     return lines
@@ -389,7 +390,7 @@ def _read_text(path):
 
 def _privileged(module):
     points = _suid_mounts(_read_text("/proc/self/mounts"), _read_text("/proc/filesystems"))
-    _, out, _ = module.run_command(["find", *points, "-xdev", "-type", "f", "-perm", "/6000"])
+    unused_rc, out, unused_err = module.run_command(["find", *points, "-xdev", "-type", "f", "-perm", "/6000"])
     return sorted(set(out.split("\n")) - {""})
 
 
@@ -398,11 +399,11 @@ def _audit_status(module):
     auditctl = module.get_bin_path("auditctl", opt_dirs=["/usr/sbin", "/sbin"])
     if auditctl is None:
         return None, None
-    rc, out, _ = module.run_command([auditctl, "-s"])
+    rc, out, unused = module.run_command([auditctl, "-s"])
     enabled = None
     if rc == 0:
         enabled = next((line.split()[1] for line in out.splitlines() if line.startswith("enabled ")), None)
-    rc, out, _ = module.run_command([auditctl, "-l"])
+    rc, out, unused = module.run_command([auditctl, "-l"])
     return enabled, (out.strip() if rc == 0 else None)
 
 
@@ -429,7 +430,7 @@ def _audit_rules(module, keys):
         augenrules = module.get_bin_path("augenrules", opt_dirs=["/usr/sbin", "/sbin"])
         values["pending"] = None
         if augenrules is not None:
-            rc, out, _ = module.run_command([augenrules, "--check"])
+            rc, out, unused = module.run_command([augenrules, "--check"])
             values["pending"] = rc == 0 and "changed" in out
     return values
 

@@ -19,7 +19,7 @@ description:
     and the lists are older than O(cache_valid_time).
   - Debian family only for now; anything else is a clear failure.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   present:
     description: Packages that must be installed (already installed ones are left as they are).
@@ -94,7 +94,7 @@ def parse_status(text):
     """dpkg-query lines ``NAME<TAB>STATUS-ABBREV`` to {name: abbrev}, e.g. ``ii``, ``rc``."""
     states = {}
     for line in text.splitlines():
-        name, _, abbrev = line.partition("\t")
+        name, unused, abbrev = line.partition("\t")
         if name:
             states[name.split(":", 1)[0]] = abbrev.strip()
     return states

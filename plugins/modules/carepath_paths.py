@@ -12,11 +12,11 @@ short_description: Owner, group and mode of many files and directories in one ru
 description:
   - Sets the owner, group and mode of every path listed, in a single module run (one round trip
     however many paths), and creates the directories among them that do not exist yet.
-  - A path of O(paths[].state=file) that does not exist is left alone and reported in RV(missing)
-    (e.g. C(/etc/shadow-) before the first password change).
+  - A path whose state is C(file) (O(state=file), or C(state=file) in its dict) that does not exist
+    is left alone and reported in RV(missing) (e.g. C(/etc/shadow-) before the first password change).
   - Refuses symbolic links rather than changing what they point to.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   paths:
     description:

@@ -22,7 +22,7 @@ description:
   - Keeps the O(keep) most recently installed releases plus the O(protect)ed ones (those the
     colours run) and removes older ones.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   root:
     description: The app's directory; releases live in its C(releases/) folder.

@@ -20,7 +20,7 @@ description:
     failed unit to be stopped or masked), unmask, disable (of a unit about to be masked), mask,
     enable or disable, then start.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   name:
     description: The unit (C(ssh), C(chrony.service), C(aide.timer)); or use O(units).
@@ -96,7 +96,7 @@ def parse_show(text: str, count: int) -> list[dict[str, str]]:
             if blocks[-1]:
                 blocks.append({})
             continue
-        key, _, value = line.partition("=")
+        key, unused, value = line.partition("=")
         blocks[-1][key] = value
     blocks = [b for b in blocks if b]
     if len(blocks) != count:
@@ -201,7 +201,7 @@ def main():
     systemctl = module.get_bin_path("systemctl", required=True)
 
     if params["daemon_reload"] and not module.check_mode:
-        rc, _, err = module.run_command([systemctl, "daemon-reload"])
+        rc, unused, err = module.run_command([systemctl, "daemon-reload"])
         if rc != 0:
             module.fail_json(msg=f"systemctl daemon-reload failed: {err.strip()}")
 

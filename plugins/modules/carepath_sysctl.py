@@ -25,7 +25,7 @@ description:
   - A parameter the kernel does not have (a module not loaded, an older kernel) is written to the
     file, skipped at run time and returned in RV(unknown), as C(sysctl -e) would.
 version_added: "0.2.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   parameters:
     description: Kernel parameters (dotted names) and their values, in the order to apply them.

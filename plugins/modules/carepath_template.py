@@ -18,7 +18,7 @@ description:
     configuration files spends most of its re-run time there.
   - The file is written atomically, after O(validate) has accepted a temporary copy.
 version_added: "0.1.0"
-author: carepath contributors
+author: carepath contributors (@carepath)
 options:
   src:
     description:
@@ -185,7 +185,7 @@ def main():
             "directory_mode": {"type": "str"},
             "files": {"type": "list", "elements": "dict"},
             # Kept for the action plugin's messages only.
-            "src": {"type": "str"},
+            "src": {"type": "path"},
         },
         required_one_of=[("dest", "files")],
         mutually_exclusive=[("dest", "files")],
@@ -201,7 +201,8 @@ def main():
         entry = {"owner": "root", "group": "root", **{k: v for k, v in raw.items() if k in FILE_KEYS}}
         if not entry.get("dest") or entry.get("content") is None or not entry.get("mode"):
             module.fail_json(msg=f"each of files needs dest, content and mode: {sorted(raw)}")
-        entry["dest"] = os.path.expanduser(entry["dest"])
+        if not os.path.isabs(entry["dest"]):
+            module.fail_json(msg=f"each of files needs an absolute dest: {entry['dest']!r}")
         results.append(write_file(module, entry))
     diffs = [r.pop("diff") for r in results if "diff" in r]
     module.exit_json(changed=any(r["changed"] for r in results), results=results,

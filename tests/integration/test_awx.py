@@ -50,28 +50,29 @@ def _job_dir(base: Path, lab: Lab, name: str, node: Path, store: str, store_ssh_
     (job / "project" / "ansible.cfg").write_text(
         "[defaults]\ncallbacks_enabled = carepath.core.carepath_evidence\ninterpreter_python = auto_silent\n"
         "[carepath_evidence]\nevidence_dir = evidence\n", encoding="utf-8")
-    # The inventory source, without the lab key: the machine credential below gives it (ssh-agent).
-    shutil.copytree(lab.inventory, job / "inventory")
-    hosts = yaml.safe_load((job / "inventory" / "hosts.yml").read_text(encoding="utf-8"))
+    # The inventory as AWX hands it to a job: generated from its database (no group_vars files), without
+    # the lab key, which the machine credential below gives (ssh-agent).
+    hosts = yaml.safe_load((lab.inventory / "hosts.yml").read_text(encoding="utf-8"))
     common = hosts["all"]["vars"]
     common.pop("ansible_ssh_private_key_file")
     common["ansible_ssh_common_args"] = common["ansible_ssh_common_args"].replace("-o IdentitiesOnly=yes", "")
-    (job / "inventory" / "hosts.yml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
+    (job / "inventory").mkdir()
+    (job / "inventory" / "hosts.json").write_text(json.dumps(hosts), encoding="utf-8")
     files = LabFiles(state=STATE / lab.name, inventory_dir=lab.inventory)
     (job / "env" / "ssh_key").write_text(files.key.read_text(encoding="utf-8"), encoding="utf-8")
     # The evidence key, as a custom credential type's file injector gives it: a file in the job's
     # folder and an environment variable with its path on the node.
     shutil.copyfile(base / "evidence.key", job / "env" / "evidence_key")
     (job / "env" / "evidence_key").chmod(0o600)
-    # Every job's inventory is a folder of its own: the site names itself, so its jobs share one ledger.
-    (job / "inventory" / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
-    (job / "inventory" / "group_vars" / "all" / "carepath_site.yml").write_text(f"carepath_site: {SITE}\n",
-                                                                               encoding="utf-8")
+    # The site policy (no group_vars files to read it from): a file injected for every job of the site,
+    # so all its jobs share one site name and one ledger.
+    (job / "env" / "site_policy.yml").write_text(f"carepath_site: {SITE}\n", encoding="utf-8")
     (job / "env" / "extravars").write_text(
         json.dumps({"awx_user_name": OPERATOR, "awx_job_id": name}), encoding="utf-8")
     (job / "env" / "envvars").write_text(json.dumps({
         "ANSIBLE_COLLECTIONS_PATH": str(base / "collections"),  # as the execution environment holds it
         "CAREPATH_EVIDENCE_KEY": str(node / "env" / "evidence_key"),
+        "CAREPATH_SITE_POLICY": str(node / "env" / "site_policy.yml"),
         "CAREPATH_EVIDENCE_STORE": store,
         "CAREPATH_EVIDENCE_STORE_SSH_ARGS": store_ssh_args,
         "CAREPATH_EVIDENCE_WITNESS": "none",  # an execution environment has no syslog; the store is off-node

@@ -40,3 +40,8 @@ def test_a_missing_directory_is_created_with_directory_mode(tmp_path: Path):
     result = modules.run(template, dest=str(dest), content="x\n", mode="0644", directory_mode="0700")
     assert not result["failed"] and result["changed"]
     assert stat.S_IMODE(dest.parent.stat().st_mode) == 0o700 and dest.read_text() == "x\n"
+
+
+def test_a_relative_dest_in_files_is_refused_before_anything_is_written(tmp_path: Path):
+    result = modules.run(template, files=[{"content": "x\n", "dest": "etc/motd", "mode": "0644"}])
+    assert result["failed"] and "absolute dest" in result["msg"]
