@@ -315,3 +315,74 @@ def test_a_rollback_reinstalls_the_earlier_release_when_its_colour_is_not_runnin
         assert after["colours"][idle]["version"] == earlier
         assert live.ssh(host, f"systemctl is-active carepath-webapp-{APP}@{idle}").stdout.strip() == "active"
     assert "x-app-version: " + after["colours"][after["active"]]["version"] in https(live).stdout.lower()
+
+
+def _history(lab: Lab, host: str) -> list[dict]:
+    out = lab.ssh(host, f"sudo cat /var/lib/carepath/webapp/{APP}/history.jsonl").stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def _deploy_through_runner(lab: Lab, work: Path, evidence_dir: Path,
+                           extra_vars: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """deploy_webapp as AWX sends it to an execution node: ansible-runner transmit | worker | process."""
+    job, node = work / "job", work / "node"
+    (job / "project").mkdir(parents=True)
+    (job / "env").mkdir()
+    (job / "project" / "deploy.yml").write_text(
+        f"- name: Deploy\n  ansible.builtin.import_playbook: {ROOT / 'playbooks' / 'deploy_webapp.yml'}\n",
+        encoding="utf-8")
+    (job / "env" / "extravars").write_text(json.dumps(extra_vars), encoding="utf-8")
+    (job / "env" / "envvars").write_text(json.dumps({
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "CAREPATH_EVIDENCE_DIR": str(evidence_dir),
+        "ANSIBLE_HOST_KEY_CHECKING": "True", "PATH": cli_env()["PATH"]}), encoding="utf-8")
+    runner = str(BIN / "ansible-runner")
+    pipeline = (f"{runner} transmit {job} -p deploy.yml --inventory {lab.inventory}"
+                f" | {runner} worker --private-data-dir {node} --delete | {runner} process {job}")
+    return subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True,
+                          env=cli_env(), timeout=900, check=False)
+
+
+def test_one_run_id_in_evidence_and_host_history_under_each_launcher(live: Lab, releases: dict[str, tuple[Path, str]],
+                                                                     tmp_path: Path):
+    """A deploy through `carepath run`, plain ansible-playbook and ansible-runner's streaming (the AWX path):
+    each run's bundle, the release it recorded and the line each app host added to its history carry one
+    run id (made once, carepath.runid; the deploy lock takes it from the same lookup)."""
+    def evidence(name: str) -> Path:
+        return tmp_path / f"evidence-{name}"
+
+    def extra(version: str) -> dict[str, str]:
+        path, digest = releases[version]
+        return {"webapp_version": version, "webapp_artifact_src": str(path), "webapp_artifact_sha256": digest}
+
+    def as_args(version: str) -> list[str]:
+        return [arg for k, v in extra(version).items() for arg in ("-e", f"{k}={v}")]
+
+    launches = {
+        "carepath-run": lambda v: subprocess.run(
+            [str(BIN / "carepath"), "run", "deploy_webapp", "-i", str(live.inventory), *as_args(v)],
+            capture_output=True, text=True, env=cli_env(CAREPATH_EVIDENCE_DIR=str(evidence("carepath-run"))),
+            cwd=ROOT, check=False),
+        "ansible-playbook": lambda v: subprocess.run(
+            [str(BIN / "ansible-playbook"), "playbooks/deploy_webapp.yml", "-i", str(live.inventory), *as_args(v)],
+            capture_output=True, text=True, env=cli_env(CAREPATH_EVIDENCE_DIR=str(evidence("ansible-playbook"))),
+            cwd=ROOT, check=False),
+        "ansible-runner": lambda v: _deploy_through_runner(live, tmp_path / "runner", evidence("ansible-runner"),
+                                                           extra(v)),
+    }
+    seen = {}
+    for name, launch in launches.items():
+        live_now = state(live, "it-app1")["colours"][state(live, "it-app1")["active"]]["version"]
+        version = next(v for v in ("2.0.0", "2.1.0", "2.2.0", "1.0.0") if v != live_now)
+        before = {host: len(_history(live, host)) for host in ("it-app1", "it-app2")}
+        proc = launch(version)
+        assert proc.returncode == 0, f"{name}: " + (proc.stdout[-3000:] + proc.stderr[-2000:])
+        (bundle,) = evidence(name).glob("*/bundles/*")
+        run_id = json.loads((bundle / "run.json").read_text(encoding="utf-8"))["run_id"]
+        events = [json.loads(line) for line in (bundle / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+        released = {e["data"]["release"]["run_id"] for e in events if "release" in e.get("data", {})}
+        assert released == {run_id}, name
+        for host, count in before.items():
+            added = _history(live, host)[count:]
+            assert added and {h["run_id"] for h in added} == {run_id}, (name, host, added)
+        seen[name] = run_id
+    assert len(set(seen.values())) == 3, seen  # three runs, three ids
