@@ -371,8 +371,10 @@ def test_one_run_id_in_evidence_and_host_history_under_each_launcher(live: Lab, 
     }
     seen = {}
     for name, launch in launches.items():
-        live_now = state(live, "it-app1")["colours"][state(live, "it-app1")["active"]]["version"]
-        version = next(v for v in ("2.0.0", "2.1.0", "2.2.0", "1.0.0") if v != live_now)
+        # A working release that is not live and that no earlier test marked bad on either host.
+        states = [state(live, host) for host in ("it-app1", "it-app2")]
+        taken = {s["colours"][s["active"]]["version"] for s in states} | {v for s in states for v in s.get("bad", {})}
+        version = next(v for v in ("2.0.0", "2.2.0", "1.0.0", "2.1.0") if v not in taken)
         before = {host: len(_history(live, host)) for host in ("it-app1", "it-app2")}
         proc = launch(version)
         assert proc.returncode == 0, f"{name}: " + (proc.stdout[-3000:] + proc.stderr[-2000:])
