@@ -100,10 +100,17 @@ except ImportError as _import_error:  # listing and documenting the collection w
 else:
     CAREPATH_IMPORT_ERROR = None
 
+# ansible-core 2.19 has no public API for a value's origin or vault tag. ansible.parsing.vault (a
+# public module) imports both tags for its own use, and they are taken from there, never from
+# ansible._internal; tests/unit/test_redaction_canaries.py fails if a release moves them.
 try:
     from ansible.parsing.vault import EncryptedString, VaultedValue
 except ImportError:  # pragma: no cover - older ansible-core
     EncryptedString = VaultedValue = None
+try:
+    from ansible.parsing.vault import Origin
+except ImportError:  # pragma: no cover - older ansible-core: no origins, no whole-file vault values
+    Origin = None
 
 
 def _shown(path):
@@ -244,10 +251,6 @@ class CallbackModule(CallbackBase):
         """
         from carepath.evidence.redact import named_secrets
 
-        try:
-            from ansible._internal._datatag._tags import Origin
-        except ImportError:  # pragma: no cover - older ansible-core: no origins, no whole-file vault values
-            Origin = None
         redactor = self._recorder.redactor
         vault_files = self.__dict__.setdefault("_vault_files", {})
 

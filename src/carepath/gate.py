@@ -141,6 +141,9 @@ def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], o
     if bad_run_id:
         problems.append(bad_run_id)
     problems += sitepolicy.overrides(policy, {}, extra_vars.keys())
+    unsourced = awx_policy_problem(policy, extra_vars)
+    if unsourced:
+        problems.append(unsourced)
     for variables in host_variables:
         for problem in sitepolicy.overrides(policy, variables, extra_vars.keys()):
             if problem not in problems:
@@ -158,6 +161,27 @@ def decide(inventory_sources: Sequence[str], *, extra_vars: Mapping[str, Any], o
     refused, approval = change.check(policy, ticket, approval_path, operator_key, now=now)
     problems += refused
     return Decision(policy, tuple(problems), ticket, approval_path, approval)
+
+
+#: The extra variables AWX / Automation Platform gives every job it launches.
+AWX_JOB_VARS = ("awx_job_id", "tower_job_id")
+
+
+def awx_policy_problem(policy: sitepolicy.SitePolicy, extra_vars: Mapping[str, Any]) -> str | None:
+    """Why a job launched by AWX may not run on a site policy that declares nothing (None: it may).
+
+    AWX hands an execution node a generated inventory without the project's ``group_vars``: a protected
+    site whose policy lives there would be read as an unprotected one and run without its change
+    approval. A job from AWX must therefore bring its policy (``CAREPATH_SITE_POLICY``, or an inventory
+    whose files declare it); an unprotected site says so (``carepath_protected: false``).
+    """
+    launched_by = next((name for name in AWX_JOB_VARS if name in extra_vars), None)
+    if launched_by is None or policy.declared:
+        return None
+    return (f"this job was launched by AWX ({launched_by}) but its site policy declares nothing: AWX gives the "
+            "execution node a generated inventory without the project's group_vars, so a protected site would "
+            f"read as unprotected; give the policy file ({sitepolicy.POLICY_ENV}, through a credential; docs/awx.md), "
+            "even for an unprotected site (carepath_protected: false)")
 
 
 def message(decision: Decision) -> str:

@@ -22,3 +22,26 @@ def test_documentation_blocks_are_valid_yaml(path: Path) -> None:
         assert {"EXAMPLES", "RETURN"} <= set(blocks)
     for name, text in blocks.items():
         assert yaml.safe_load(text) is not None, f"{name} is empty"
+
+
+SOURCES = sorted([*ROOT.glob("plugins/**/*.py"), *ROOT.glob("src/carepath/**/*.py")])
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_private_ansible_import_and_no_sys_path_edit(path: Path) -> None:
+    """Issue 17: the collection's plugins and the package use ansible-core's public modules only, and find
+    the carepath package installed (the wheel), never by editing sys.path."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            names = []
+        assert not any(n.startswith("ansible._internal") or n.startswith("ansible.module_utils._internal")
+                       for n in names), f"{path.name}:{node.lineno} imports {names}"
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and node.value.attr == "path" and isinstance(node.value.value, ast.Name) \
+                and node.value.value.id == "sys" and node.attr in ("insert", "append", "extend"):
+            raise AssertionError(f"{path.name}:{node.lineno} edits sys.path")

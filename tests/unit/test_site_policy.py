@@ -141,6 +141,33 @@ def test_the_environments_policy_file_is_the_policy_of_an_inventory_without_one(
         sitepolicy.load([str(tmp_path / "awx")], {"CAREPATH_SITE_POLICY": str(policy_file)})
 
 
+AWX_NO_POLICY = "this job was launched by AWX (awx_job_id) but its site policy declares nothing"
+
+
+@pytest.mark.parametrize("launched_by", ["awx_job_id", "tower_job_id"])
+def test_an_awx_job_without_a_site_policy_is_refused(tmp_path: Path, launched_by: str) -> None:
+    """AWX's generated inventory has no group_vars: without CAREPATH_SITE_POLICY, a protected site would read
+    as unprotected. Outside AWX such an inventory is simply an unprotected site."""
+    (tmp_path / "awx").mkdir()
+    (tmp_path / "awx" / "hosts.json").write_text("{}")
+    sources = [str(tmp_path / "awx")]
+    refused = gate.decide(sources, extra_vars={launched_by: 4101, "awx_user_name": "ops"}, operator_key=None, environ={})
+    assert any(f"launched by AWX ({launched_by}) but its site policy declares nothing" in p
+               for p in refused.problems), refused.problems
+    assert not gate.decide(sources, extra_vars={}, operator_key=None, environ={}).problems
+    policy_file = tmp_path / "policy.yml"
+    policy_file.write_text("carepath_protected: false\n")  # an unprotected site says so, and runs
+    assert not gate.decide(sources, extra_vars={launched_by: 4101}, operator_key=None,
+                           environ={"CAREPATH_SITE_POLICY": str(policy_file)}).problems
+
+
+def test_an_awx_job_on_an_inventory_without_policy_touches_no_host(site: dict[str, Path]) -> None:
+    (site["inventory"] / "group_vars" / "all.yml").unlink()  # as AWX's generated inventory: no group_vars
+    rc, out = play(site, [str(site["inventory"])], "-e", '{"awx_job_id": 4101, "awx_user_name": "ops"}')
+    assert rc != 0 and AWX_NO_POLICY in out, out[-3000:]
+    assert not site["marker"].exists()
+
+
 @pytest.mark.parametrize("name", ["my site", "../production", "-production", "", "x" * 65, "prod\n"])
 def test_a_site_name_must_be_an_evidence_name(tmp_path: Path, name: str) -> None:
     (tmp_path / "group_vars").mkdir()
