@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="carepath",
         description="Ansible-driven delivery for hospital infrastructure.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"carepath {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -195,7 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_commands.add_parser("list", help="print the control table")
     ctl_commands.add_parser("sync", help="regenerate audit tasks, task tags and roles/CONTROLS.md")
     ctl_commands.add_parser("check", help="exit 1 when a derived file disagrees with the catalog")
+    parser.epilog = "every command (carepath COMMAND [ACTION] --help for its options):\n" + "\n".join(
+        f"  {name:<26} {text}" for name, text in command_list(parser))
     return parser
+
+
+def command_list(parser: argparse.ArgumentParser, prefix: str = "carepath") -> list[tuple[str, str]]:
+    """Every runnable command under ``parser`` with its one-line help, in the order they were added."""
+    found: list[tuple[str, str]] = []
+    for action in parser._actions:  # argparse keeps subcommands only here  # noqa: SLF001
+        if not isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            continue
+        helps = {choice.dest: choice.help or "" for choice in action._choices_actions}  # noqa: SLF001
+        for name, sub in action.choices.items():
+            nested = command_list(sub, f"{prefix} {name}")
+            found += nested or [(f"{prefix} {name}", helps.get(name, ""))]
+    return found
 
 
 def _cmd_dist(project: Project, args: argparse.Namespace) -> int:

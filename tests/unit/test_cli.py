@@ -54,3 +54,29 @@ def test_usage_errors_come_from_argparse():
     proc = carepath("lab", "sideways")
     assert proc.returncode == 2
     assert "invalid choice: 'sideways'" in proc.stderr
+
+
+def _leaves(parser, prefix: str = "carepath") -> list[str]:
+    import argparse
+
+    found: list[str] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _leaves(sub, f"{prefix} {name}") or [f"{prefix} {name}"]
+    return found
+
+
+def test_help_lists_every_command_and_each_one_has_help():
+    """Issue 18: `carepath --help` names every command a user can run, and each of them answers --help."""
+    from carepath.cli import build_parser
+
+    leaves = _leaves(build_parser())
+    assert len(leaves) >= 17 and "carepath evidence report" in leaves and "carepath lab up" in leaves
+    shown = carepath("--help")
+    assert shown.returncode == 0
+    listed = [line.strip().split("  ")[0] for line in shown.stdout.splitlines() if line.startswith("  carepath ")]
+    assert listed == leaves, shown.stdout
+    for command in listed:
+        proc = carepath(*command.split()[1:], "--help")
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: " + command), (command, proc.stdout[:200])
