@@ -39,7 +39,7 @@ def test_no_private_ansible_import_and_no_sys_path_edit(path: Path) -> None:
             names = [alias.name for alias in node.names]
         else:
             names = []
-        assert not any(n.startswith("ansible._internal") or n.startswith("ansible.module_utils._internal")
+        assert not any(n.startswith(("ansible._internal", "ansible.module_utils._internal"))
                        for n in names), f"{path.name}:{node.lineno} imports {names}"
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
                 and node.value.attr == "path" and isinstance(node.value.value, ast.Name) \
