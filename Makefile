@@ -17,7 +17,16 @@ export PATH := $(BIN):$(PATH)
 export CAREPATH_LAB_NOFILE := $(shell n=$$(ulimit -Hn); [ "$$n" = unlimited ] || [ "$$n" -gt 20000 ] && n=20000; echo $$n)
 export CAREPATH_LAB_NPROC := $(shell n=$$(ulimit -Hu); [ "$$n" = unlimited ] || [ "$$n" -gt 32768 ] && n=32768; echo $$n)
 
-HOST_PACKAGES := podman runc debootstrap openssh-client qemu-system-x86 qemu-utils e2fsprogs chromium wrk
+# Host packages, installed without apt's recommendations (those bring a desktop's worth with
+# chromium and qemu); what carepath needs is named:
+#   podman runc netavark aardvark-dns   lab containers (rootful podman, its network stack and DNS)
+#   debootstrap debian-archive-keyring gpgv   the lab images, with Debian's release signatures checked
+#   openssh-client                      Ansible's transport to the lab hosts
+#   qemu-system-x86 qemu-utils e2fsprogs   real-kernel lab guests (qcow2 disks built from the image)
+#   chromium fonts-liberation           the auditor's report: headless rendering, PDF and its tests
+#   wrk                                 load during blue-green cutovers (tests and benchmarks)
+HOST_PACKAGES := podman runc netavark aardvark-dns debootstrap debian-archive-keyring gpgv openssh-client \
+	qemu-system-x86 qemu-utils e2fsprogs chromium fonts-liberation wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Parallel test workers; the lab tests stay on one worker, Molecule and lint run beside them.
 PYTEST_WORKERS ?= 2
@@ -31,7 +40,7 @@ host-packages:
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing host packages:" $$missing; \
 	  $(SUDO) apt-get update -q; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 venv: $(STAMP)

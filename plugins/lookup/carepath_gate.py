@@ -18,6 +18,9 @@ description:
     tasks cannot skip the gate.
   - With the term C(problems) (use C(query)) it returns the reasons the run is refused (empty to
     proceed); the policy gate play asserts on it, so a refusal is recorded as a failed gate task.
+  - A term that is a bare group name the inventory does not have (a site without HL7 engines has no
+    C(hl7_engines)) returns C(all:!all), which matches no host, so Ansible does not warn on every run
+    that the group is missing; any other pattern is returned as it is.
 options:
   _terms:
     description: A host pattern to return when the run may proceed, or C(problems).
@@ -81,6 +84,25 @@ def _policy_vars(variables):
     return found
 
 
+#: A pattern that matches no host, built of names every inventory has (so Ansible does not warn).
+NO_HOSTS = "all:!all"
+
+
+def _absent_group(pattern, variables):
+    """``pattern``, or NO_HOSTS for a bare group name this inventory does not have.
+
+    Playbooks name the groups of every kind of host carepath manages (hl7_lb, webapp_hosts, ...); a
+    site without that kind of host should not be told on every run that the group does not exist.
+    A pattern of any other form is returned as it is, for Ansible to match (and to warn about).
+    """
+    groups = variables.get("groups")
+    if not isinstance(groups, dict) or not pattern.isidentifier():
+        return pattern
+    if pattern in groups or pattern in (groups.get("all") or ()):
+        return pattern
+    return NO_HOSTS
+
+
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         require(CAREPATH_IMPORT_ERROR)
@@ -107,4 +129,4 @@ class LookupModule(LookupBase):
             return list(decision.problems)
         if not decision.accepted:
             raise AnsibleError(gate.message(decision))
-        return [term]
+        return [_absent_group(term, variables or {})]

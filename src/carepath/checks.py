@@ -6,6 +6,7 @@ it returns the list of problems found, empty when the control holds.
 
 Operators:
   equals, in            the value is (one of) the expected
+  first_word_in         the value's first word is one of the expected (``exec /path`` is ``exec``)
   min, max              the value, as an integer, is within bounds
   subset_of             every element of the value (a list, or a comma-separated string) is allowed
   none_of               no element of the value is one of the expected; an element written as a
@@ -27,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 OPERATORS = frozenset(
-    {"equals", "in", "min", "max", "subset_of", "none_of", "contains", "owner", "group", "mode_max", "min_size",
+    {"equals", "in", "first_word_in", "min", "max", "subset_of", "none_of", "contains", "owner", "group", "mode_max", "min_size",
      "exists", "installed", "enabled", "active"}
 )
 SOURCES = frozenset(
@@ -72,6 +73,9 @@ def _compare(subject: str, op: str, expected: Any, actual: Any) -> str | None:
         return None if same else f"{subject} is {actual!r}, expected {expected!r}"
     if op == "in":
         return None if str(actual) in [str(e) for e in expected] else f"{subject} is {actual!r}, expected one of {expected}"
+    if op == "first_word_in":
+        word = (str(actual).split() or [""])[0]
+        return None if word in [str(e) for e in expected] else f"{subject} is {actual!r}, expected one of {expected}"
     if op in ("min", "max", "min_size"):
         number = _as_int(actual)
         if number is None:

@@ -68,6 +68,10 @@ class Project:
     def lab_inventory(self) -> Path:
         return self.root / "inventories" / "lab"
 
+    def lab_state(self, lab: str) -> Path:
+        """The folder of one lab's local files (key, known hosts, TLS, ledger witness)."""
+        return self.state_dir / "lab" / lab
+
     @property
     def state_dir(self) -> Path:
         """Local, never-committed state: lab keys, run folders (see .gitignore)."""

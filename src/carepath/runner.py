@@ -27,6 +27,7 @@ from carepath.evidence.artifacts import (
     scrub_event,
 )
 from carepath.evidence.redact import Redactor
+from carepath.evidence.witness import WITNESS_ENV
 from carepath.procs import local_tool
 from carepath.project import EVIDENCE_DIR_ENV, EVIDENCE_KEY_ENV, Project
 from carepath.runid import RUN_ID_ENV, new_run_id
@@ -499,6 +500,25 @@ class ProcessStopper:
             self._kill(members, signal.SIGKILL)
 
 
+def _lab_witness(project: Project, inventory: Path) -> dict[str, str]:
+    """The ledger witness of a run against a lab `carepath lab up` made: a file in the lab's folder.
+
+    The witness is by default the controller's syslog, forwarded to the site's collector; a machine
+    running the lab often has no syslog daemon, and the lab is not a site. Set
+    ``CAREPATH_EVIDENCE_WITNESS`` to choose otherwise.
+    """
+    from carepath.lab import topology
+    from carepath.lab.lab import INVENTORY_FILE, inventory_owner
+
+    if WITNESS_ENV in os.environ:
+        return {}
+    lab = inventory_owner(inventory / INVENTORY_FILE if inventory.is_dir() else inventory)
+    if not lab or not topology.is_name(lab):
+        return {}
+    project.lab_state(lab).mkdir(parents=True, exist_ok=True, mode=0o700)
+    return {WITNESS_ENV: f"file:{project.lab_state(lab) / 'ledger-witness.log'}"}
+
+
 def _change_env(request: RunRequest) -> dict[str, str]:
     env = {}
     if request.ticket:
@@ -524,7 +544,8 @@ def _run_runner(project: Project, request: RunRequest, playbook: Path, inventory
         limit=request.limit,
         verbosity=request.verbosity or None,
         # The evidence bundle takes the runner's id, so bundle and artifacts name each other.
-        envvars={**_ansible_env(project), RUN_ID_ENV: run_id, **_change_env(request), **extra_env},
+        envvars={**_ansible_env(project), **_lab_witness(project, inventory), RUN_ID_ENV: run_id,
+                 **_change_env(request), **extra_env},
         # Inputs are never written to env/ (they could hold secrets and would leak into
         # later runs); facts are not cached between runs (see ansible.cfg).
         suppress_env_files=True,

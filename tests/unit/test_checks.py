@@ -110,3 +110,13 @@ def test_journal_counts_are_checked_like_any_value():
         "journal carepath-hl7-*:MSH[|] is 2, expected 0"]
     assert checks.evaluate_check(check, {"journal": {"carepath-hl7-*:MSH[|]": None}}) == [
         "journal carepath-hl7-*:MSH[|] is not set"]
+
+
+def test_first_word_in_reads_an_action_with_its_program():
+    """auditd's ``space_left_action = exec /path`` is the action exec (CP-AUD-05)."""
+    check = {"conf": {"/etc/audit/auditd.conf:space_left_action": {"first_word_in": ["email", "exec", "single"]}}}
+    for value in ("exec /usr/local/sbin/carepath-audit-space-left", "single", "email"):
+        assert checks.evaluate_check(check, {"conf": {"/etc/audit/auditd.conf:space_left_action": value}}) == []
+    for value in ("syslog", "execute /bin/true", ""):
+        found = checks.evaluate_check(check, {"conf": {"/etc/audit/auditd.conf:space_left_action": value}})
+        assert len(found) == 1 and "expected one of" in found[0], (value, found)

@@ -72,3 +72,26 @@ def test_a_lab_without_hl7_keeps_its_group_flows(tmp_path: Path) -> None:
     lab._add_hl7(inventory, _files(tmp_path))
     assert "firewall_zones" not in inventory["vars"]
     assert inventory["children"]["webapp_lb"]["vars"]["firewall_flows"]
+
+
+def test_a_run_against_a_lab_keeps_its_witness_in_the_labs_folder(tmp_path: Path, monkeypatch) -> None:
+    """Issue 18: no witness warning on a machine without syslog; other inventories keep the configured witness."""
+    from carepath import runner
+    from carepath.project import Project
+
+    monkeypatch.setenv("CAREPATH_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("CAREPATH_EVIDENCE_WITNESS", raising=False)
+    project = Project(tmp_path)
+    ours = tmp_path / "lab"
+    ours.mkdir()
+    (ours / "hosts.yml").write_text("all:\n  vars:\n    carepath_lab: ward\n  hosts: {web1: {}}\n")
+    ini = tmp_path / "site" / "hosts.ini"
+    ini.parent.mkdir()
+    ini.write_text("[web]\nweb1 ansible_host=10.0.0.1\n")
+    assert lab.inventory_owner(ours / "hosts.yml") == "ward" and lab.inventory_owner(ini) is None
+    assert runner._lab_witness(project, ours) == {
+        "CAREPATH_EVIDENCE_WITNESS": f"file:{tmp_path / 'state' / 'lab' / 'ward' / 'ledger-witness.log'}"}
+    assert (tmp_path / "state" / "lab" / "ward").is_dir()
+    assert runner._lab_witness(project, ini) == {} and runner._lab_witness(project, ini.parent) == {}
+    monkeypatch.setenv("CAREPATH_EVIDENCE_WITNESS", "none")  # the operator's choice wins
+    assert runner._lab_witness(project, ours) == {}

@@ -29,6 +29,8 @@ from carepath.evidence.chain import sha256_hex, split_lines
 from carepath.evidence.report import Finding
 
 TAG = "carepath-ledger"
+#: The environment variable that names the witness (the callback's ``witness`` option).
+WITNESS_ENV = "CAREPATH_EVIDENCE_WITNESS"
 SYSLOG_SOCKET = "/dev/log"
 # The syslog tag must stand as a word of its own (a line's start, or after the syslog header's host),
 # and the message must end the line: "notcarepath-ledger: ..." or a quoted fragment is not a witness line.

@@ -83,9 +83,11 @@ def inventory_owner(path: Path) -> str | None:
     """The lab a generated inventory belongs to, or None if it is not one of ours."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (FileNotFoundError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    owner = (data.get("all", {}).get("vars") or {}).get("carepath_lab")
+    group = data.get("all") if isinstance(data, dict) else None  # an INI inventory reads as a string
+    variables = group.get("vars") if isinstance(group, dict) else None
+    owner = variables.get("carepath_lab") if isinstance(variables, dict) else None
     return str(owner) if owner else None
 
 

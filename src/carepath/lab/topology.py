@@ -20,6 +20,13 @@ KINDS = ("container", "vm")
 
 # A DNS label: it becomes a container hostname and an Ansible inventory name.
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+
+
+def is_name(text: str) -> bool:
+    """Whether ``text`` is a valid lab or host name."""
+    return bool(_NAME.match(text))
+
+
 # Ansible group names must be valid Python identifiers.
 _GROUP = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _RESERVED_GROUPS = {"all", "ungrouped"}
