@@ -122,13 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
 
     report = ev_commands.add_parser(
-        "report", help="the auditor's report of a run bundle: HTML, CSV and JSON",
-        description="Writes report.html, report.csv and report.json (default: into the bundle's report/ folder). "
-        "With --key the bundle is verified first and the outcome shown at the top.",
+        "report", help="the auditor's report of a run bundle: HTML, CSV and JSON (and PDF)",
+        description="Writes report.html, report.csv and report.json (default: into reports/<run id> beside the "
+        "site's bundles): where the site stands per HIPAA standard and CIS section, what changed since the "
+        "site's previous run (from the ledger beside the bundle), and a hosts x controls matrix with filters "
+        "that work offline. With --key the bundle (and the previous run's) is verified first and the outcome "
+        "shown at the top. --pdf also prints report.pdf through headless Chromium.",
     )
     report.add_argument("bundle", type=Path, help="a run bundle directory")
     report.add_argument("--key", type=Path, action="append", help="a trusted public key (repeatable)")
     report.add_argument("--out", type=Path, help="output folder (default: BUNDLE/../../reports/<run id>)")
+    report.add_argument("--pdf", action="store_true", help="also write report.pdf (needs chromium; A4)")
 
     change = commands.add_parser("change", help="change control: approve a ticket for a protected inventory")
     ch_commands = change.add_subparsers(dest="change_command", required=True, metavar="ACTION")
@@ -231,7 +235,7 @@ def _cmd_dist(project: Project, args: argparse.Namespace) -> int:
 def _lab_context(project: Project, args: argparse.Namespace) -> tuple[Topology, LabFiles]:
     topo = topology.load(args.topology or _default_topology())
     files = LabFiles(
-        state=project.state_dir / "lab" / topo.name,
+        state=project.lab_state(topo.name),
         inventory_dir=(args.inventory or project.lab_inventory).resolve(),
     )
     return topo, files
@@ -361,7 +365,7 @@ def _cmd_evidence(project: Project, args: argparse.Namespace) -> int:
 
         keys = [evidence.load_public_key(path) for path in args.key] if args.key else None
         out = args.out or args.bundle.resolve().parent.parent / "reports" / args.bundle.resolve().name
-        paths = auditor.write(args.bundle, out, keys)
+        paths = auditor.write(args.bundle, out, keys, pdf=args.pdf)
         for kind, path in paths.items():
             print(f"{kind}: {path}")
         return 0

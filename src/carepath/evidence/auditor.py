@@ -1,8 +1,15 @@
-"""The auditor's report of one run bundle: HTML to read, CSV to filter, JSON to import.
+"""The auditor's report of one run bundle: HTML to read, CSV to filter, JSON to import, PDF to hand on.
 
 ``carepath evidence report BUNDLE`` reads only the bundle (and the control catalog for titles
 and HIPAA / CIS / NIST references), so it works offline on a copy handed to an auditor. With
 pinned public keys it verifies the bundle first and shows the outcome at the top.
+
+What it shows, first things first: where the site stands per HIPAA Security Rule standard and per
+CIS section (the overview), what changed since the site's previous run (read from the site's
+ledger beside the bundle: the last earlier run that checked controls), then a hosts x controls
+matrix with drifted, failed and excepted controls first, filterable by status, host and safeguard
+with no network (the page carries its own script; the filters are kept in the address's
+``#fragment``, so a filtered view can be linked). ``--pdf`` prints it through headless Chromium.
 
 The machine-readable export is carepath's own JSON (``report.json``): the rows of the CSV with
 the run's facts. OSCAL assessment-results was considered: compliance-trestle, the maintained
@@ -15,6 +22,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import shutil
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +33,14 @@ from typing import Any
 import jinja2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from carepath import controls
+from carepath import controls, frameworks
+from carepath.errors import CarepathError
 from carepath.evidence.dsse import unverified_predicate
 from carepath.evidence.verify import verify_bundle
 
 STATUS_ORDER = ("drifted", "failed", "excepted", "not_applicable", "compliant")
+#: A control that a run did not report on a host (the host or its role was not in that run).
+ABSENT = "absent"
 
 
 @dataclass
@@ -41,6 +54,8 @@ class ControlRow:
     nist: str = ""
     exception: dict[str, str] | None = None
     changes: list[str] = field(default_factory=list)
+    #: the HIPAA standards the control's citations fall under (frameworks.hipaa_standard)
+    safeguards: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -51,12 +66,59 @@ class AuditReport:
     changes: list[dict[str, Any]]
     failures: list[dict[str, Any]]
     verification: str | None
+    #: what changed since the site's previous run that checked controls (see :func:`since_previous`)
+    previous: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUS_ORDER, 0)
+        return _counts(self.rows)
+
+    def host_names(self) -> list[str]:
+        return sorted({row.host for row in self.rows})
+
+    def overview(self) -> dict[str, list[dict[str, Any]]]:
+        """Host x control results per HIPAA standard and per CIS section, worst first within their order."""
+        hipaa: dict[str, list[ControlRow]] = {}
+        cis: dict[str, list[ControlRow]] = {}
         for row in self.rows:
-            counts[row.status] = counts.get(row.status, 0) + 1
-        return counts
+            for standard in row.safeguards:
+                hipaa.setdefault(standard, []).append(row)
+            for section in sorted({frameworks.cis_section(c)[0] for c in row.cis.split(", ") if c}):
+                cis.setdefault(section, []).append(row)
+        names = dict(frameworks.HIPAA_STANDARDS.values())
+        return {
+            "hipaa": [{"standard": std, "name": names.get(std, ""), "kind": frameworks.safeguard_kind(std),
+                       "controls": len({r.control for r in rows}), "counts": _counts(rows)}
+                      for std, rows in sorted(hipaa.items(), key=lambda item: _citation_key(item[0]))],
+            "cis": [{"section": sec, "name": frameworks.cis_section(sec)[1],
+                     "controls": len({r.control for r in rows}), "counts": _counts(rows)}
+                    for sec, rows in sorted(cis.items(), key=lambda item: [int(p) for p in item[0].split(".")])],
+        }
+
+    def matrix(self) -> list[dict[str, Any]]:
+        """One line per control: its status on each host; lines with the worst status first."""
+        lines: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
+            line = lines.setdefault(row.control, {"control": row.control, "title": row.title, "hipaa": row.hipaa,
+                                                  "cis": row.cis, "safeguards": row.safeguards, "cells": {}})
+            line["cells"][row.host] = row.status
+        for line in lines.values():
+            line["worst"] = min((_rank(s) for s in line["cells"].values()), default=len(STATUS_ORDER))
+        return sorted(lines.values(), key=lambda line: (line["worst"], line["control"]))
+
+
+def _rank(status: str) -> int:
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
+def _counts(rows: Iterable[ControlRow]) -> dict[str, int]:
+    counts = dict.fromkeys(STATUS_ORDER, 0)
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return counts
+
+
+def _citation_key(citation: str) -> list[Any]:
+    return [int(p) if p.isdigit() else p for p in re.split(r"[.()]+", citation) if p]
 
 
 def build(bundle_dir: Path, keys: Iterable[Ed25519PublicKey] | None = None) -> AuditReport:
@@ -77,7 +139,9 @@ def build(bundle_dir: Path, keys: Iterable[Ed25519PublicKey] | None = None) -> A
         results[(result.host, result.control)] = ControlRow(
             result.host, result.control, result.status, title=known.title if known else "",
             hipaa=", ".join(known.hipaa) if known else "", cis=", ".join(known.cis) if known else "",
-            nist=", ".join(known.nist) if known else "", exception=result.exception)
+            nist=", ".join(known.nist) if known else "", exception=result.exception,
+            safeguards=sorted({frameworks.hipaa_standard(h)[0] for h in known.hipaa}, key=_citation_key)
+            if known else [])
     changes: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     for event in events:
@@ -95,36 +159,98 @@ def build(bundle_dir: Path, keys: Iterable[Ed25519PublicKey] | None = None) -> A
             row = results.get((change["host"], ident))
             if row is not None:
                 row.changes.append(change["task"])
-    rows = sorted(results.values(), key=lambda r: (STATUS_ORDER.index(r.status) if r.status in STATUS_ORDER else 9,
-                                                   r.control, r.host))
-    return AuditReport(run, run.get("stats") or {}, rows, changes, failures, verification)
+    rows = sorted(results.values(), key=lambda r: (_rank(r.status), r.control, r.host))
+    report = AuditReport(run, run.get("stats") or {}, rows, changes, failures, verification)
+    report.previous = since_previous(Path(bundle_dir), run, rows, keys)
+    return report
+
+
+def since_previous(bundle_dir: Path, run: dict[str, Any], rows: list[ControlRow],
+                   keys: Iterable[Ed25519PublicKey] | None) -> dict[str, Any]:
+    """What changed since the site's previous run that checked controls, read from the site's ledger.
+
+    The ledger (``<site>/ledger.jsonl``, beside ``bundles/``) lists the site's runs in order; the
+    previous run is the last one listed before this one whose bundle reports controls. With keys,
+    that bundle is verified before it is compared (a bundle that fails is not compared, and the
+    report says so). Returns ``found`` False with the reason when there is nothing to compare with.
+    """
+    from carepath import drift
+
+    ledger_path = bundle_dir.resolve().parent.parent / "ledger.jsonl"
+    run_id = str(run.get("run_id") or bundle_dir.name)
+    if not ledger_path.is_file():
+        return {"found": False, "reason": "no site ledger beside the bundle (a copy of the bundle alone)"}
+    listed: list[str] = []
+    for line in ledger_path.read_text(encoding="utf-8").splitlines():
+        try:
+            listed.append(str(json.loads(line)["bundle"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    if run_id not in listed:
+        return {"found": False, "reason": f"this run is not listed in {ledger_path}"}
+    for earlier in reversed(listed[:listed.index(run_id)]):
+        folder = ledger_path.parent / "bundles" / earlier
+        try:
+            before_run, events = drift.read_bundle(folder)
+        except CarepathError:
+            continue
+        results = [r for r in drift.collect(events) if r.control != "*"]
+        if not results:
+            continue  # a deploy or a refused run: it checked no control
+        facts = {"found": True, "run_id": earlier, "playbook": Path(str(before_run.get("playbook", ""))).name,
+                 "started": str(before_run.get("started") or NOT_RECORDED)}
+        if keys is not None:
+            verified = verify_bundle(folder, list(keys))
+            if not verified.ok:
+                return {**facts, "found": False, "reason": f"the previous run's bundle does not verify: {verified.first}"}
+        before = {(r.host, r.control): r.status for r in results}
+        after = {(r.host, r.control): r.status for r in rows}
+        changed = [{"host": host, "control": control, "before": before.get((host, control), ABSENT),
+                    "after": after.get((host, control), ABSENT)}
+                   for host, control in sorted(set(before) | set(after))
+                   if before.get((host, control), ABSENT) != after.get((host, control), ABSENT)]
+        changed.sort(key=lambda c: (_rank(c["after"]), c["control"], c["host"]))
+        return {**facts, "changes": changed}
+    return {"found": False, "reason": "no earlier run of this site checked controls"}
 
 
 def to_csv(report: AuditReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["run_id", "host", "control", "title", "status", "hipaa", "cis", "nist", "exception_owner",
-                     "exception_expires", "exception_reason", "changed_by_tasks"])
+    writer.writerow(["run_id", "host", "control", "title", "status", "hipaa", "hipaa_standards", "cis", "nist",
+                     "exception_owner", "exception_expires", "exception_reason", "changed_by_tasks"])
     for row in report.rows:
         exception = row.exception or {}
         writer.writerow([report.run.get("run_id", ""), row.host, row.control, row.title, row.status, row.hipaa,
-                         row.cis, row.nist, exception.get("owner", ""), exception.get("expires", ""),
-                         exception.get("reason", ""), "; ".join(row.changes)])
+                         ", ".join(row.safeguards), row.cis, row.nist, exception.get("owner", ""),
+                         exception.get("expires", ""), exception.get("reason", ""), "; ".join(row.changes)])
     return out.getvalue()
 
 
 def to_json(report: AuditReport) -> dict[str, Any]:
-    return {"format": "carepath.audit-report/1", "run": report.run, "verification": report.verification,
-            "aborted": aborted_note(report.run), "summary": report.summary(), "hosts": report.hosts,
+    return {"format": "carepath.audit-report/2", "run": report.run, "verification": report.verification,
+            "aborted": aborted_note(report.run), "summary": report.summary(), "overview": report.overview(),
+            "since_previous_run": report.previous, "hosts": report.hosts,
             "controls": [row.__dict__ for row in report.rows], "changes": report.changes, "failures": report.failures}
 
 
 def to_html(report: AuditReport) -> str:
     env = jinja2.Environment(loader=jinja2.PackageLoader("carepath", "data/evidence"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("report.html.j2").render(r=report, summary=report.summary(),
-                                                     approval=_approval(report.run), facts=run_facts(report.run),
-                                                     aborted=aborted_note(report.run))
+    return env.get_template("report.html.j2").render(
+        r=report, summary=report.summary(), approval=_approval(report.run), facts=run_facts(report.run),
+        aborted=aborted_note(report.run), overview=report.overview(), matrix=report.matrix(),
+        host_names=report.host_names(), statuses=STATUS_ORDER, previous=report.previous,
+        since=grouped_changes(report.previous.get("changes") or []))
+
+
+def grouped_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The changes since the previous run, one line per control and change (the hosts it happened on)."""
+    lines: dict[tuple[str, str, str], list[str]] = {}
+    for change in changes:
+        lines.setdefault((change["control"], change["before"], change["after"]), []).append(change["host"])
+    grouped = [{"control": c, "before": b, "after": a, "hosts": sorted(h)} for (c, b, a), h in lines.items()]
+    return sorted(grouped, key=lambda g: (_rank(g["after"]), g["control"], g["before"]))
 
 
 NOT_RECORDED = "not recorded"
@@ -187,12 +313,53 @@ def _approval(run: dict[str, Any]) -> dict[str, Any] | None:
     return {**predicate, "sha256": approval.get("sha256", "")}
 
 
-def write(bundle_dir: Path, out_dir: Path, keys: Iterable[Ed25519PublicKey] | None = None) -> dict[str, Path]:
-    """Write report.html, report.csv and report.json; returns their paths."""
+def write(bundle_dir: Path, out_dir: Path, keys: Iterable[Ed25519PublicKey] | None = None, *,
+          pdf: bool = False) -> dict[str, Path]:
+    """Write report.html, report.csv and report.json (and report.pdf); returns their paths."""
+    browser = chromium() if pdf else None  # before anything is written: a clear error, no half-done report
     report = build(bundle_dir, keys)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"html": out_dir / "report.html", "csv": out_dir / "report.csv", "json": out_dir / "report.json"}
     paths["html"].write_text(to_html(report), encoding="utf-8")
     paths["csv"].write_text(to_csv(report), encoding="utf-8")
     paths["json"].write_text(json.dumps(to_json(report), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if browser is not None:
+        paths["pdf"] = out_dir / "report.pdf"
+        print_pdf(browser, paths["html"], paths["pdf"])
     return paths
+
+
+CHROMIUM_HINT = "install Debian's chromium (`apt-get install --no-install-recommends chromium fonts-liberation`, " \
+                "or `make setup`), or set CAREPATH_CHROMIUM to the browser to use"
+
+
+def chromium() -> str:
+    """The headless browser that prints the PDF: ``$CAREPATH_CHROMIUM``, else chromium on PATH."""
+    import os
+
+    found = os.environ.get("CAREPATH_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found or not shutil.which(found):
+        raise CarepathError("--pdf needs a headless Chromium and none was found", hint=CHROMIUM_HINT)
+    return found
+
+
+def headless_argv(browser: str, profile: Path) -> list[str]:
+    """Chromium with no window, no sandbox (it may run as root in CI), no GPU, no network beyond the file."""
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}"]
+
+
+def print_pdf(browser: str, html: Path, pdf: Path, *, timeout: float = 120) -> None:
+    """Print ``html`` to ``pdf`` (A4 by the page's @page rule, no browser header or footer)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="carepath-chromium-") as profile:
+        argv = [*headless_argv(browser, Path(profile)), "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
+                html.resolve().as_uri()]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise CarepathError(f"Chromium did not print {html} within {timeout:.0f} s") from None
+    if proc.returncode != 0 or not pdf.is_file() or pdf.read_bytes()[:5] != b"%PDF-":
+        raise CarepathError(f"Chromium could not print {html} to PDF (exit {proc.returncode}): "
+                            f"{proc.stderr.strip()[-500:]}", hint=CHROMIUM_HINT)
