@@ -26,7 +26,10 @@ options:
     elements: raw
     required: true
   state:
-    description: C(directory) creates a missing path (parents too); C(file) only fixes an existing path.
+    description:
+      - C(directory) creates a missing path; C(file) only fixes an existing path.
+      - Missing parents are created owned by root with mode C(0755) whatever the host's umask (a hardened
+        host's C(027) would otherwise close them to the service users below them), and reported.
     type: str
     choices: [file, directory]
     default: file
@@ -78,6 +81,7 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carepath.core.plugins.module_utils.carepath_dirs import make_parents
 
 
 def describe(owner, group, mode):
@@ -170,6 +174,8 @@ def main():
         if module.check_mode:
             continue
         if found is None:
+            for parent in make_parents(path):
+                after.append(f"{parent}: parent created, root:root 0755")
             os.makedirs(path, mode=0o700, exist_ok=True)
         # Owner first: chown clears set-uid/set-gid bits, which the mode then sets if wanted.
         os.chown(path, uid, gid, follow_symlinks=False)

@@ -43,6 +43,7 @@ options:
       - Create the directory of O(dest), owned by root, with this mode when it does not exist
         (a drop-in directory such as C(/etc/modprobe.d)), and keep an existing one owned by root
         with this mode. Without it a missing directory is an error.
+      - Missing folders above it are created owned by root with mode C(0755), whatever the host's umask.
     type: str
   owner:
     description: Owner of the file.
@@ -100,6 +101,7 @@ import shlex
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.carepath.core.plugins.module_utils.carepath_dirs import make_parents
 
 FILE_KEYS = ("content", "dest", "owner", "group", "mode", "validate", "directory_mode", "src")
 
@@ -148,6 +150,7 @@ def write_file(module, entry):
     if not os.path.isdir(directory):
         if not entry.get("directory_mode"):
             module.fail_json(msg=f"the directory of {dest} does not exist", **result)
+        make_parents(directory)  # traversable whatever the umask (carepath_dirs)
         os.makedirs(directory, exist_ok=True)
         _keep_directory(module, directory, entry["directory_mode"])
 

@@ -150,7 +150,8 @@ def test_every_host_forwards_its_logs_to_the_collector_over_tls(lab: Lab):
     conf = lab.ssh("it-trixie", "sudo grep ^space_left_action /etc/audit/auditd.conf").stdout
     assert conf.split() == ["space_left_action", "=", "exec", notifier], conf
     lab.ssh("it-trixie", f"sudo {notifier}")  # as auditd runs it when the audit partition runs low
-    tokens["it-trixie low space"] = "carepath-auditd: audit log partition below space_left (25%)"
+    # The collector files each line as "<time> <host> <program> <message>".
+    tokens["it-trixie low space"] = "it-trixie carepath-auditd audit log partition below space_left (25%)"
     waiting = dict(tokens)
     for _ in range(60):
         # The glob is expanded by root: the lab user cannot list the collector's directories.
