@@ -18,13 +18,18 @@ description:
     tasks cannot skip the gate.
   - With the term C(problems) (use C(query)) it returns the reasons the run is refused (empty to
     proceed); the policy gate play asserts on it, so a refusal is recorded as a failed gate task.
-  - A term that is a bare group name the inventory does not have (a site without HL7 engines has no
-    C(hl7_engines)) returns C(all:!all), which matches no host, so Ansible does not warn on every run
-    that the group is missing; any other pattern is returned as it is.
+  - With O(optional), a term that is a group name the inventory does not have (a site without HL7
+    engines has no C(hl7_engines)) returns C(all:!all), which matches no host, so Ansible does not
+    warn on every run that the group is missing. Only for plays a site may not need (the baseline's);
+    a deploy's groups are never optional.
 options:
   _terms:
     description: A host pattern to return when the run may proceed, or C(problems).
     required: true
+  optional:
+    description: The term is a group some sites do not have; without it, the play matches no host, silently.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -91,12 +96,12 @@ NO_HOSTS = "all:!all"
 def _absent_group(pattern, variables):
     """``pattern``, or NO_HOSTS for a bare group name this inventory does not have.
 
-    Playbooks name the groups of every kind of host carepath manages (hl7_lb, webapp_hosts, ...); a
+    The baseline's plays name the groups of every kind of host carepath manages (hl7_lb, ...); a
     site without that kind of host should not be told on every run that the group does not exist.
-    A pattern of any other form is returned as it is, for Ansible to match (and to warn about).
+    A pattern of any other form, and localhost, are returned as they are, for Ansible to match.
     """
     groups = variables.get("groups")
-    if not isinstance(groups, dict) or not pattern.isidentifier():
+    if not isinstance(groups, dict) or not pattern.isidentifier() or pattern == "localhost":
         return pattern
     if pattern in groups or pattern in (groups.get("all") or ()):
         return pattern
@@ -129,4 +134,6 @@ class LookupModule(LookupBase):
             return list(decision.problems)
         if not decision.accepted:
             raise AnsibleError(gate.message(decision))
-        return [_absent_group(term, variables or {})]
+        if self.get_option("optional"):
+            return [_absent_group(term, variables or {})]
+        return [term]

@@ -27,13 +27,22 @@ def missing_parents(path):
 
 
 def make_parents(path):
-    """Create the missing ancestors of ``path`` root-owned ``0755``; returns those it created."""
+    """Create the missing ancestors of ``path`` owned by root, mode ``0755``; returns those it created.
+
+    Each folder is set through a descriptor opened without following links, so a folder swapped for a
+    link between mkdir and chmod (by a user who may write to its parent) is never what gets changed.
+    """
     created = []
     for parent in missing_parents(path):
         try:
-            os.mkdir(parent, PARENT_MODE)
+            os.mkdir(parent, 0o700)
         except FileExistsError:  # made meanwhile by someone else: theirs to keep
             continue
-        os.chmod(parent, PARENT_MODE)  # mkdir's mode is cut by the umask
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, 0, 0)
+            os.fchmod(fd, PARENT_MODE)  # mkdir's mode is cut by the umask; this one is not
+        finally:
+            os.close(fd)
         created.append(parent)
     return created

@@ -2,8 +2,9 @@
 
 A control cites HIPAA Security Rule paragraphs down to the implementation specification
 (``164.312(a)(2)(iv)``); an auditor asks where the site stands per *standard* (164.312(a)(1),
-Access control). :func:`hipaa_standard` maps a citation to its standard, :func:`cis_section` a
-CIS Debian Linux 12 Benchmark recommendation to its section.
+Access control); Subpart C's standards are in 164.308 to 164.316. :func:`hipaa_standard` maps a
+citation to its standard, :func:`cis_section` a CIS Debian Linux 12 Benchmark recommendation to
+its section.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ HIPAA_STANDARDS: dict[tuple[str, str, str], tuple[str, str]] = {
     ("164.312", "c", ""): ("164.312(c)(1)", "Integrity"),
     ("164.312", "d", ""): ("164.312(d)", "Person or entity authentication"),
     ("164.312", "e", ""): ("164.312(e)(1)", "Transmission security"),
+    ("164.314", "a", ""): ("164.314(a)(1)", "Business associate contracts or other arrangements"),
+    ("164.314", "b", ""): ("164.314(b)(1)", "Requirements for group health plans"),
+    ("164.316", "a", ""): ("164.316(a)", "Policies and procedures"),
+    ("164.316", "b", ""): ("164.316(b)(1)", "Documentation"),
 }
-SAFEGUARD_KINDS = {"164.308": "Administrative", "164.310": "Physical", "164.312": "Technical"}
-_CITATION = re.compile(r"^(164\.3(?:08|10|12))\(([a-z])\)(?:\((\d+)\))?")
+SAFEGUARD_KINDS = {"164.308": "Administrative", "164.310": "Physical", "164.312": "Technical",
+                   "164.314": "Organizational", "164.316": "Policies and documentation"}
+_CITATION = re.compile(r"^(164\.3(?:08|10|12|14|16))\(([a-z])\)(?:\((\d+)\))?")
 
 #: The top-level sections of the CIS Debian Linux 12 Benchmark.
 CIS_SECTIONS = {

@@ -500,17 +500,29 @@ class ProcessStopper:
             self._kill(members, signal.SIGKILL)
 
 
+def _configured_witness(project: Project) -> bool:
+    """Whether the project's ansible.cfg names a witness (``[carepath_evidence] witness``)."""
+    import configparser
+
+    config = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    try:
+        config.read(project.ansible_cfg, encoding="utf-8")
+    except configparser.Error:
+        return False
+    return bool(config.get("carepath_evidence", "witness", fallback="").strip())
+
+
 def _lab_witness(project: Project, inventory: Path) -> dict[str, str]:
     """The ledger witness of a run against a lab `carepath lab up` made: a file in the lab's folder.
 
     The witness is by default the controller's syslog, forwarded to the site's collector; a machine
-    running the lab often has no syslog daemon, and the lab is not a site. Set
-    ``CAREPATH_EVIDENCE_WITNESS`` to choose otherwise.
+    running the lab often has no syslog daemon, and the lab is not a site. A witness set in the
+    environment (``CAREPATH_EVIDENCE_WITNESS``) or in ansible.cfg is kept.
     """
     from carepath.lab import topology
     from carepath.lab.lab import INVENTORY_FILE, inventory_owner
 
-    if WITNESS_ENV in os.environ:
+    if WITNESS_ENV in os.environ or _configured_witness(project):
         return {}
     lab = inventory_owner(inventory / INVENTORY_FILE if inventory.is_dir() else inventory)
     if not lab or not topology.is_name(lab):

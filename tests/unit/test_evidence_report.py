@@ -158,6 +158,7 @@ def test_the_html_renders_in_headless_chromium(bundle: tuple[Path, Path], tmp_pa
     ("status=drifted&host=ward-db1", [], ["ward-db1"]),  # drifted only on pacs-web2
     ("host=pacs-web2", ["CP-SSH-06", "CP-SSH-12", "CP-SSH-05"], ["pacs-web2"]),
     ("safeguard=" + quote("164.308(a)(5)"), None, sorted(HOSTS)),
+    ("host=%E0%A4&status=drifted", ["CP-SSH-06"], sorted(HOSTS)),  # a broken part of a link is ignored
 ])
 def test_the_matrix_filters_work_in_the_browser_without_a_network(bundle: tuple[Path, Path], tmp_path: Path,
                                                                    fragment: str, rows: list[str] | None,
@@ -238,14 +239,54 @@ def test_a_previous_run_that_does_not_verify_is_not_compared(bundle: tuple[Path,
     assert carepath("evidence", "report", str(site / "bundles" / bundle[0].name), "--key", str(bundle[1]),
                     "--out", str(out)).returncode == 0
     since = json.loads((out / "report.json").read_text())["since_previous_run"]
-    assert not since["found"] and "does not verify" in since["reason"] and "changes" not in since
-    assert "Nothing to compare with: the previous run&#39;s bundle does not verify" in (out / "report.html").read_text()
+    assert not since["found"] and "the site's ledger does not verify" in since["reason"] and "changes" not in since
+    assert "Nothing to compare with: the site&#39;s ledger does not verify" in (out / "report.html").read_text()
+
+
+def test_a_ledger_cut_in_the_middle_is_not_compared(bundle: tuple[Path, Path], tmp_path: Path):
+    """Deleting an entry would silently compare with an older run: with the key, the ledger is verified first."""
+    site = tmp_path / "hospital-a"
+    shutil.copytree(bundle[0].parent.parent, site)
+    lines = (site / "ledger.jsonl").read_text().splitlines(keepends=True)
+    (site / "ledger.jsonl").write_text(lines[0] + lines[2])
+    out = tmp_path / "out"
+    assert carepath("evidence", "report", str(site / "bundles" / bundle[0].name), "--key", str(bundle[1]),
+                    "--out", str(out)).returncode == 0
+    since = json.loads((out / "report.json").read_text())["since_previous_run"]
+    assert not since["found"] and "the site's ledger does not verify" in since["reason"]
+
+
+def test_each_control_is_compared_with_its_latest_earlier_result(tmp_path: Path):
+    """A run in between that checked some controls on some hosts (a deploy's role, a --limit) answers for
+    those only: the rest are compared with the earlier baseline (the review's case)."""
+    key = tmp_path / "evidence.key"
+    evidence.generate_keypair(key, key.with_suffix(".pub"))
+    first = record(tmp_path, key, BEFORE)
+    record(tmp_path, key, {"ward-db1": {}, "pacs-web2": {"CP-SSH-05": "compliant"}})
+    now = record(tmp_path, key, NOW)
+    out = tmp_path / "out"
+    assert carepath("evidence", "report", str(now), "--key", str(key.with_suffix(".pub")), "--out", str(out)).returncode == 0
+    since = json.loads((out / "report.json").read_text())["since_previous_run"]
+    assert since["found"] and [r["run_id"] for r in since["runs"]] == [
+        json.loads(line)["bundle"] for line in (now.parent.parent / "ledger.jsonl").read_text().splitlines()][1::-1]
+    assert {(c["host"], c["control"], c["before"], c["after"], c["before_run"]) for c in since["changes"]} == {
+        ("ward-db1", "CP-SSH-05", "drifted", "compliant", first.name),
+        ("pacs-web2", "CP-SSH-06", "compliant", "drifted", first.name),
+        ("ward-db1", "CP-SSH-12", "absent", "excepted", ""), ("pacs-web2", "CP-SSH-12", "absent", "excepted", "")}
 
 
 @pytest.mark.parametrize(("citation", "standard"), [
     ("164.312(a)(2)(iv)", "164.312(a)(1)"), ("164.312(a)(1)", "164.312(a)(1)"), ("164.312(b)", "164.312(b)"),
     ("164.308(a)(5)(ii)(C)", "164.308(a)(5)"), ("164.308(a)(1)(ii)(D)", "164.308(a)(1)"),
     ("164.310(d)(2)(i)", "164.310(d)(1)"), ("164.312(e)(2)(ii)", "164.312(e)(1)"), ("164.312(c)(2)", "164.312(c)(1)"),
+    ("164.316(b)(2)(i)", "164.316(b)(1)"), ("164.314(a)(2)(i)", "164.314(a)(1)"),
 ])
 def test_a_hipaa_citation_falls_under_its_standard(citation: str, standard: str):
     assert frameworks.hipaa_standard(citation)[0] == standard
+
+
+def test_csv_cells_never_become_spreadsheet_formulas():
+    from carepath.evidence.auditor import _cell
+
+    assert [_cell(v) for v in ("=HYPERLINK(1)", "+1", "-x", "@SUM(A1)", "ok", "", 3)] == [
+        "'=HYPERLINK(1)", "'+1", "'-x", "'@SUM(A1)", "ok", "", "3"]

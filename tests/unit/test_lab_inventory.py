@@ -93,5 +93,9 @@ def test_a_run_against_a_lab_keeps_its_witness_in_the_labs_folder(tmp_path: Path
         "CAREPATH_EVIDENCE_WITNESS": f"file:{tmp_path / 'state' / 'lab' / 'ward' / 'ledger-witness.log'}"}
     assert (tmp_path / "state" / "lab" / "ward").is_dir()
     assert runner._lab_witness(project, ini) == {} and runner._lab_witness(project, ini.parent) == {}
+    (tmp_path / "ansible.cfg").write_text("[carepath_evidence]\nwitness = file:/srv/witness.log ; the site's\n")
+    assert runner._lab_witness(project, ours) == {}  # the project's ansible.cfg names one: kept
+    (tmp_path / "ansible.cfg").write_text("[defaults]\nforks = 5\n")
+    assert runner._lab_witness(project, ours) != {}
     monkeypatch.setenv("CAREPATH_EVIDENCE_WITNESS", "none")  # the operator's choice wins
     assert runner._lab_witness(project, ours) == {}

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from carepath import controls, frameworks
 from carepath.errors import CarepathError
 from carepath.evidence.dsse import unverified_predicate
-from carepath.evidence.verify import verify_bundle
+from carepath.evidence.verify import verify_bundle, verify_ledger
 
 STATUS_ORDER = ("drifted", "failed", "excepted", "not_applicable", "compliant")
 #: A control that a run did not report on a host (the host or its role was not in that run).
@@ -165,14 +165,21 @@ def build(bundle_dir: Path, keys: Iterable[Ed25519PublicKey] | None = None) -> A
     return report
 
 
+#: How many earlier runs the comparison with the site's history reads at most (newest first).
+MAX_EARLIER_RUNS = 200
+
+
 def since_previous(bundle_dir: Path, run: dict[str, Any], rows: list[ControlRow],
                    keys: Iterable[Ed25519PublicKey] | None) -> dict[str, Any]:
-    """What changed since the site's previous run that checked controls, read from the site's ledger.
+    """What changed since the site's earlier runs, per host and control, read from the site's ledger.
 
-    The ledger (``<site>/ledger.jsonl``, beside ``bundles/``) lists the site's runs in order; the
-    previous run is the last one listed before this one whose bundle reports controls. With keys,
-    that bundle is verified before it is compared (a bundle that fails is not compared, and the
-    report says so). Returns ``found`` False with the reason when there is nothing to compare with.
+    The ledger (``<site>/ledger.jsonl``, beside ``bundles/``) lists the site's runs in order. For
+    each host x control this run checked, its latest earlier result is found by reading the earlier
+    runs newest first (at most MAX_EARLIER_RUNS) until every one has its result: a deploy or a run
+    with ``--limit`` or ``--tags`` in between answers for what it checked and is passed over for the
+    rest. With keys, the ledger is verified first (its chain and signatures, and every listed bundle
+    in full); if it does not verify nothing is compared, and the report says why. Returns ``found``
+    False with the reason when there is nothing to compare with.
     """
     from carepath import drift
 
@@ -180,6 +187,10 @@ def since_previous(bundle_dir: Path, run: dict[str, Any], rows: list[ControlRow]
     run_id = str(run.get("run_id") or bundle_dir.name)
     if not ledger_path.is_file():
         return {"found": False, "reason": "no site ledger beside the bundle (a copy of the bundle alone)"}
+    if keys is not None:
+        checked = verify_ledger(ledger_path, ledger_path.parent / "bundles", list(keys))
+        if not checked.ok:
+            return {"found": False, "reason": f"the site's ledger does not verify: {checked.first}"}
     listed: list[str] = []
     for line in ledger_path.read_text(encoding="utf-8").splitlines():
         try:
@@ -188,30 +199,33 @@ def since_previous(bundle_dir: Path, run: dict[str, Any], rows: list[ControlRow]
             continue
     if run_id not in listed:
         return {"found": False, "reason": f"this run is not listed in {ledger_path}"}
-    for earlier in reversed(listed[:listed.index(run_id)]):
-        folder = ledger_path.parent / "bundles" / earlier
+    after = {(r.host, r.control): r.status for r in rows}
+    before: dict[tuple[str, str], tuple[str, str]] = {}
+    used: list[dict[str, str]] = []
+    for earlier in reversed(listed[:listed.index(run_id)][-MAX_EARLIER_RUNS:]):
+        if len(before) == len(after):
+            break
         try:
-            before_run, events = drift.read_bundle(folder)
+            earlier_run, events = drift.read_bundle(ledger_path.parent / "bundles" / earlier)
         except CarepathError:
             continue
-        results = [r for r in drift.collect(events) if r.control != "*"]
-        if not results:
-            continue  # a deploy or a refused run: it checked no control
-        facts = {"found": True, "run_id": earlier, "playbook": Path(str(before_run.get("playbook", ""))).name,
-                 "started": str(before_run.get("started") or NOT_RECORDED)}
-        if keys is not None:
-            verified = verify_bundle(folder, list(keys))
-            if not verified.ok:
-                return {**facts, "found": False, "reason": f"the previous run's bundle does not verify: {verified.first}"}
-        before = {(r.host, r.control): r.status for r in results}
-        after = {(r.host, r.control): r.status for r in rows}
-        changed = [{"host": host, "control": control, "before": before.get((host, control), ABSENT),
-                    "after": after.get((host, control), ABSENT)}
-                   for host, control in sorted(set(before) | set(after))
-                   if before.get((host, control), ABSENT) != after.get((host, control), ABSENT)]
-        changed.sort(key=lambda c: (_rank(c["after"]), c["control"], c["host"]))
-        return {**facts, "changes": changed}
-    return {"found": False, "reason": "no earlier run of this site checked controls"}
+        answered = 0
+        for result in drift.collect(events):
+            key = (result.host, result.control)
+            if key in after and key not in before:
+                before[key] = (result.status, earlier)
+                answered += 1
+        if answered:
+            used.append({"run_id": earlier, "playbook": Path(str(earlier_run.get("playbook", ""))).name,
+                         "started": str(earlier_run.get("started") or NOT_RECORDED)})
+    if not used:
+        return {"found": False, "reason": "no earlier run of this site checked these controls"}
+    changed = [{"host": host, "control": control, "before": before.get((host, control), (ABSENT, ""))[0],
+                "after": status, "before_run": before.get((host, control), (ABSENT, ""))[1]}
+               for (host, control), status in sorted(after.items())
+               if before.get((host, control), (ABSENT, ""))[0] != status]
+    changed.sort(key=lambda c: (_rank(c["after"]), c["control"], c["host"]))
+    return {"found": True, **used[0], "runs": used, "changes": changed}
 
 
 def to_csv(report: AuditReport) -> str:
@@ -221,10 +235,17 @@ def to_csv(report: AuditReport) -> str:
                      "exception_owner", "exception_expires", "exception_reason", "changed_by_tasks"])
     for row in report.rows:
         exception = row.exception or {}
-        writer.writerow([report.run.get("run_id", ""), row.host, row.control, row.title, row.status, row.hipaa,
-                         ", ".join(row.safeguards), row.cis, row.nist, exception.get("owner", ""),
-                         exception.get("expires", ""), exception.get("reason", ""), "; ".join(row.changes)])
+        writer.writerow([_cell(v) for v in (
+            report.run.get("run_id", ""), row.host, row.control, row.title, row.status, row.hipaa,
+            ", ".join(row.safeguards), row.cis, row.nist, exception.get("owner", ""), exception.get("expires", ""),
+            exception.get("reason", ""), "; ".join(row.changes))])
     return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting =, +, -, @ (or a tab or CR) would be a formula."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def to_json(report: AuditReport) -> dict[str, Any]:
