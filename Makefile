@@ -1,6 +1,6 @@
 # carepath: the two commands of the README, and the steps they are made of.
 #
-#   make demo   set everything up, start the lab, harden it (carepath run site)
+#   make demo   set everything up, then carepath demo: the three jobs on the lab, with a summary
 #   make test   set everything up, run lint, unit, integration and Molecule tests
 #
 # Set-up is idempotent and cached: host packages are installed only when missing, the
@@ -57,8 +57,7 @@ images: host-packages venv
 	$(SUDO) $(BIN)/carepath lab images
 
 demo: setup
-	$(SUDO) $(BIN)/carepath lab up
-	$(SUDO) $(BIN)/carepath run site
+	$(SUDO) $(BIN)/carepath demo
 
 test: setup
 	$(SUDO) env PATH="$(PATH)" $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup tests
