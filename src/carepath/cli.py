@@ -26,7 +26,7 @@ def _default_topology() -> Path:
 def _lab_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--topology", type=Path, default=None,
-        help="lab topology YAML (hosts, groups, Debian release); default: the built-in two-host lab",
+        help="lab topology YAML (hosts, groups, Debian release); default: the built-in three-host lab",
     )
     parser.add_argument(
         "--inventory", type=Path, default=None,
