@@ -20,12 +20,13 @@ export CAREPATH_LAB_NPROC := $(shell n=$$(ulimit -Hu); [ "$$n" = unlimited ] || 
 # Host packages, installed without apt's recommendations (those bring a desktop's worth with
 # chromium and qemu); what carepath needs is named:
 #   podman runc netavark aardvark-dns   lab containers (rootful podman, its network stack and DNS)
+#   iptables                            netavark's firewall backend on Debian 12 (a lab network fails without it)
 #   debootstrap debian-archive-keyring gpgv   the lab images, with Debian's release signatures checked
 #   openssh-client                      Ansible's transport to the lab hosts
 #   qemu-system-x86 qemu-utils e2fsprogs   real-kernel lab guests (qcow2 disks built from the image)
 #   chromium fonts-liberation           the auditor's report: headless rendering, PDF and its tests
 #   wrk                                 load during blue-green cutovers (tests and benchmarks)
-HOST_PACKAGES := podman runc netavark aardvark-dns debootstrap debian-archive-keyring gpgv openssh-client \
+HOST_PACKAGES := podman runc netavark aardvark-dns iptables debootstrap debian-archive-keyring gpgv openssh-client \
 	qemu-system-x86 qemu-utils e2fsprogs chromium fonts-liberation wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Parallel test workers; the lab tests stay on one worker, Molecule and lint run beside them.
@@ -60,7 +61,7 @@ demo: setup
 	$(SUDO) $(BIN)/carepath demo
 
 test: setup
-	$(SUDO) env PATH="$(PATH)" $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup tests
+	$(SUDO) env PATH="$(PATH)" $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 tests
 
 lint: venv
 	$(BIN)/ansible-lint
