@@ -64,7 +64,8 @@ class Demo:
 
     @property
     def state_file(self) -> Path:
-        return self.folder / "state.json"
+        """What a demo did on this lab (hardening run and its hosts, live releases): one lab's, gone with `lab down`."""
+        return self.files.state / "demo.json"
 
     def state(self) -> dict[str, Any]:
         try:

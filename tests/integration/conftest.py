@@ -86,9 +86,67 @@ class Lab:
         return carepath("run", playbook, "-i", str(self.inventory), *extra)
 
 
-def evidence_events(proc: subprocess.CompletedProcess[str]) -> list[dict]:
-    """The events of the evidence bundle of a `carepath run` (its path is printed)."""
-    match = re.search(r"carepath: evidence (\S+)", proc.stdout + proc.stderr)
+_SUMMARY = re.compile(r"carepath: run (\S+) (\w+) \(rc=(\d+), changed=(\d+)\)")
+
+
+def run_site(lab: Lab, *extra: str) -> tuple[int, int, str, str]:
+    """rc, changed, run id, and the output of `carepath run site` on the lab (stdout, then stderr)."""
+    proc = carepath("run", "site", "-i", str(lab.inventory), *extra)
+    match = _SUMMARY.search(proc.stderr)
+    assert match, proc.stderr[-2000:]
+    rc, changed = int(match.group(3)), int(match.group(4))
+    if not extra and rc == 0:
+        Baseline.holds(lab)  # a plain run that succeeded leaves the lab holding the baseline
+    elif changed:
+        Baseline.changed(lab)  # options (tags, limits, extra vars) or a failure: the lab may differ
+    return proc.returncode, changed, match.group(1), proc.stdout + proc.stderr
+
+
+class Baseline:
+    """Which labs hold the baseline as a plain `carepath run site` last left them, untouched since.
+
+    Many tests start from a hardened lab. A full converge of the lab costs a minute or two, so
+    it is made only when the lab may differ from the baseline. A plain `run_site` that succeeds
+    sets a lab's mark; a run with options (tags, limits, extra vars) or that failed, when Ansible
+    counted a change, clears it (a refused run that changed nothing leaves it), and so do a change
+    made by hand or by another launcher (:meth:`changed`) and a failed test (its changes may not
+    have been undone).
+    """
+
+    _converged: set[str] = set()
+
+    @classmethod
+    def ensure(cls, lab: Lab) -> None:
+        """The lab holds the baseline: converged now unless it is known to hold it already."""
+        if lab.name not in cls._converged:
+            rc, _, _, out = run_site(lab)
+            assert rc == 0, out[-3000:]
+
+    @classmethod
+    def holds(cls, lab: Lab) -> None:
+        cls._converged.add(lab.name)
+
+    @classmethod
+    def changed(cls, lab: Lab) -> None:
+        cls._converged.discard(lab.name)
+
+    @classmethod
+    def forget_all(cls) -> None:
+        cls._converged.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ARG001
+    report = yield
+    if report.failed:  # whatever a failed test changed may still be there
+        Baseline.forget_all()
+    return report
+
+
+def evidence_events(proc: subprocess.CompletedProcess[str] | str) -> list[dict]:
+    """The events of the evidence bundle of a `carepath run` (its path is printed), from the run or its output."""
+    output = proc if isinstance(proc, str) else proc.stdout + proc.stderr
+    match = re.search(r"carepath: evidence (\S+)", output)
     assert match, "carepath run printed no evidence bundle"
     return [json.loads(line) for line in (ROOT / match.group(1) / "events.jsonl").read_text().splitlines()]
 
@@ -98,7 +156,7 @@ def evidence_releases(proc: subprocess.CompletedProcess[str]) -> list[dict]:
     return [{"host": e["host"], **e["data"]["release"]} for e in evidence_events(proc) if "release" in e.get("data", {})]
 
 
-def evidence_controls(proc: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], str]:
+def evidence_controls(proc: subprocess.CompletedProcess[str] | str) -> dict[tuple[str, str], str]:
     """(host, control id) -> status, as the audits of a `carepath run` recorded them in its evidence."""
     return {(e["host"], c["id"]): c["status"] for e in evidence_events(proc) for c in e.get("data", {}).get("controls", [])}
 

@@ -26,7 +26,7 @@ from carepath import dist, evidence
 from carepath.lab.images import ADMIN_USER
 from carepath.lab.lab import LabFiles
 from tests.conftest import ROOT, carepath
-from tests.integration.conftest import STATE, Lab
+from tests.integration.conftest import STATE, Baseline, Lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
 
@@ -121,6 +121,7 @@ def _stored_runs(store: Path, site: str) -> dict[str, dict]:
 
 
 def test_two_jobs_at_once_on_ephemeral_nodes_leave_one_verified_chain_in_a_mounted_store(lab: Lab, awx: Path):
+    Baseline.changed(lab)  # a job of its own inventory and variables runs on the lab
     site = SITE
     store = awx / "mounted-store"  # a volume mounted into every execution node
     jobs = []
@@ -151,6 +152,7 @@ def test_two_jobs_at_once_on_ephemeral_nodes_leave_one_verified_chain_in_a_mount
 
 
 def test_a_job_ships_its_evidence_to_an_evidence_host_over_ssh(lab: Lab, awx: Path):
+    Baseline.changed(lab)  # a job of its own inventory and variables runs on the lab
     site = SITE
     files = LabFiles(state=STATE / lab.name, inventory_dir=lab.inventory)
     address = lab.hosts["it-trixie"]

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from tests.conftest import carepath
-from tests.integration.conftest import Lab
-from tests.integration.test_site import run_site
+from tests.integration.conftest import Baseline, Lab, run_site
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
 
@@ -33,7 +32,7 @@ def statuses(report: dict, status: str) -> set[tuple[str, str]]:
 
 
 def test_drift_names_exactly_the_controls_changed_by_hand(lab: Lab):
-    assert run_site(lab)[0] == 0
+    Baseline.ensure(lab)
     rc, report = drift(lab)
     assert rc == 0
     assert statuses(report, "drifted") == set()
@@ -43,6 +42,7 @@ def test_drift_names_exactly_the_controls_changed_by_hand(lab: Lab):
 
     # One setting per role changed by hand, each named by exactly its control.
     first, last = min(lab.hosts), max(lab.hosts)
+    Baseline.changed(lab)
     lab.ssh(last, "sudo sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config")
     lab.ssh(last, "sudo sed -i 's/^PASS_MAX_DAYS.*/PASS_MAX_DAYS\t99999/' /etc/login.defs")
     lab.ssh(first, "sudo nft add rule inet carepath input tcp dport 9999 accept")

@@ -15,7 +15,7 @@ import pytest
 
 from carepath import dist
 from tests.conftest import ROOT
-from tests.integration.conftest import Lab
+from tests.integration.conftest import Baseline, Lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
 
@@ -49,6 +49,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_installed_collection_runs_its_playbook_by_fqcn_and_leaves_a_verifiable_bundle(lab: Lab, installed: Path):
+    Baseline.changed(lab)  # the installed collection's playbook, with its own settings, runs on the lab
     site, python = installed, str(installed / "venv" / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAREPATH_", "ANSIBLE_"))}
     env.update(ANSIBLE_CONFIG=str(site / "ansible.cfg"), ANSIBLE_HOST_KEY_CHECKING="True",

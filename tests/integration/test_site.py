@@ -10,22 +10,12 @@ import time
 import pytest
 
 from tests.conftest import BIN, ROOT, carepath, cli_env
-from tests.integration.conftest import Lab, make_lab
+from tests.integration.conftest import Baseline, Lab, make_lab, run_site
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
 
-_SUMMARY = re.compile(r"carepath: run (\S+) (\w+) \(rc=(\d+), changed=(\d+)\)")
-
-
-def run_site(lab: Lab, *extra: str) -> tuple[int, int, str, str]:
-    """rc, changed, run id, and the output of `carepath run site` on the lab (stdout, then stderr)."""
-    proc = carepath("run", "site", "-i", str(lab.inventory), *extra)
-    match = _SUMMARY.search(proc.stderr)
-    assert match, proc.stderr[-2000:]
-    return proc.returncode, int(match.group(4)), match.group(1), proc.stdout + proc.stderr
-
-
 def test_site_hardens_every_host_then_changes_nothing(lab: Lab):
+    Baseline.changed(lab)
     for host in lab.hosts:  # back to Debian's stock sshd configuration, whatever ran before
         lab.ssh(host, "sudo cp /usr/share/openssh/sshd_config /etc/ssh/sshd_config && sudo systemctl reload ssh")
         assert "passwordauthentication yes" in lab.ssh(host, "sudo /usr/sbin/sshd -T").stdout
@@ -59,7 +49,8 @@ def test_site_hardens_every_host_then_changes_nothing(lab: Lab):
 
 def test_check_and_diff_report_drift_without_fixing_it(lab: Lab):
     host = sorted(lab.hosts)[0]
-    assert run_site(lab, "--limit", host)[0] == 0
+    Baseline.ensure(lab)
+    Baseline.changed(lab)
     lab.ssh(host, "sudo sed -i 's/^MaxAuthTries .*/MaxAuthTries 9/' /etc/ssh/sshd_config")
     rc, changed, _, out = run_site(lab, "--limit", host, "--check", "--diff")
     assert rc == 0
@@ -69,6 +60,7 @@ def test_check_and_diff_report_drift_without_fixing_it(lab: Lab):
     rc, changed, _, _ = run_site(lab, "--limit", host)
     assert (rc, changed) == (0, 2)
     assert "MaxAuthTries 3" in lab.ssh(host, "sudo cat /etc/ssh/sshd_config").stdout
+    Baseline.holds(lab)  # the one change made by hand, repaired
 
 
 def test_lockout_guard_refuses_before_changing_anything(lab: Lab):
@@ -84,7 +76,7 @@ def test_lockout_guard_refuses_before_changing_anything(lab: Lab):
 
 
 def test_firewall_guard_refuses_rules_that_would_cut_ansible_off(lab: Lab):
-    assert run_site(lab)[0] == 0
+    Baseline.ensure(lab)
     tables = {h: lab.ssh(h, "sudo nft list table inet carepath").stdout for h in lab.hosts}
     # The only flow lets web traffic in: the SSH path Ansible uses would be cut.
     extra = json.dumps({"firewall_flows": [{"name": "web-from-any", "from": "any", "ports": [443]}]})
@@ -113,7 +105,7 @@ def test_bad_role_argument_is_refused_before_any_change(lab: Lab):
 
 def test_plain_ansible_playbook_works_too(lab: Lab):
     """The project's ansible.cfg serves ansible-playbook (and AWX) as well as `carepath run`."""
-    assert run_site(lab)[0] == 0
+    Baseline.ensure(lab)
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "playbooks/site.yml", "-i", str(lab.inventory), "--check"],
         capture_output=True, text=True, env=cli_env(), cwd=ROOT, check=False,
@@ -125,7 +117,7 @@ def test_plain_ansible_playbook_works_too(lab: Lab):
 
 def test_hardened_hosts_boot_again_healthy_and_keep_the_baseline(lab: Lab):
     """`podman restart`: systemd comes back without failed units, with SSH, sudo, sshd and nftables as applied."""
-    assert run_site(lab)[0] == 0
+    Baseline.ensure(lab)
     tables = {h: lab.ssh(h, "sudo nft list table inet carepath").stdout for h in lab.hosts}
     containers = [f"{lab.name}-{h}" for h in lab.hosts]
     subprocess.run(["podman", "restart", "-t", "10", *containers], capture_output=True, text=True, check=True)
@@ -141,7 +133,7 @@ def test_hardened_hosts_boot_again_healthy_and_keep_the_baseline(lab: Lab):
 def test_every_host_forwards_its_logs_to_the_collector_over_tls(lab: Lab):
     """The lab's collector (group log_collectors) receives each host's messages, over TLS only, and the
     auditd low-space warning (the default space_left_action, exec carepath's notifier) with them."""
-    assert run_site(lab)[0] == 0
+    Baseline.ensure(lab)
     collector = "it-bookworm"
     tokens = {host: f"carepath-e2e-{host}-{time.monotonic_ns()}" for host in lab.hosts}
     for host, token in tokens.items():
