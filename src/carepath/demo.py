@@ -179,7 +179,9 @@ class Demo:
                     "`carepath run site` converges them again")
         proc = self.carepath("harden", "run", "site", *self.inv())
         run_id, status, _, changed = _summary(proc.stdout)
-        self.remember(hardened_run=run_id, containers=self.containers())
+        # Hosts a demo did not harden start afresh: no release of an earlier demo is live on them.
+        self.state_file.write_text(json.dumps({"hardened_run": run_id, "containers": self.containers()}, indent=2) + "\n",
+                                   encoding="utf-8")
         self.numbers["harden_run"] = run_id
         return f"run {run_id} {status}: {changed} changes on {len(self.inventory()['hosts'])} hosts"
 

@@ -110,7 +110,9 @@ class Baseline:
     sets a lab's mark; a run with options (tags, limits, extra vars) or that failed, when Ansible
     counted a change, clears it (a refused run that changed nothing leaves it), and so do a change
     made by hand or by another launcher (:meth:`changed`) and a failed test (its changes may not
-    have been undone).
+    have been undone). Ansible does not count a failed task's changes: a test whose run fails
+    checks the hosts itself (digests, tables) that nothing changed. One class per worker process:
+    each lab's tests are one xdist group, so one worker holds its mark.
     """
 
     _converged: set[str] = set()

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from carepath.lab.lab import HOST_LABEL, LABEL
-from tests.conftest import ROOT, carepath
-from tests.integration.conftest import STATE, make_lab, podman_json
+from tests.conftest import ROOT, carepath, cli_env
+from tests.integration.conftest import make_lab, podman_json
 
 # A group of its own: it runs beside the other labs' tests, on whichever worker is free.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("demo")]
@@ -30,9 +30,12 @@ STEPS = ("Start the lab", "Harden every host", "Change sshd_config's mode by han
 def test_the_demo_shows_every_job_and_leaves_what_a_second_demo_reuses(tmp_path: Path) -> None:
     default = yaml.safe_load((ROOT / "src" / "carepath" / "data" / "lab-topology.yml").read_text())
     lab = make_lab(tmp_path, "cpdemo", default["hosts"])  # the built-in lab's hosts and groups, its own name
-    carepath("lab", "down", *lab.args())
+    # A state folder of its own: the lab's key, the demo's logs and releases, the evidence and its ledger.
+    state_dir = tmp_path / "state"
+    env = cli_env(CAREPATH_STATE_DIR=str(state_dir))
+    carepath("lab", "down", *lab.args(), env=env)
     try:
-        proc = carepath("demo", *lab.args())
+        proc = carepath("demo", *lab.args(), env=env)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-6000:]
         for step in STEPS:
@@ -49,11 +52,11 @@ def test_the_demo_shows_every_job_and_leaves_what_a_second_demo_reuses(tmp_path:
         assert re.search(r"the demo took \d+ min", out)
         # What a second demo reuses: the hardening run and the very containers it hardened, the
         # releases left live (each demo ends where it started, on 1.0.0).
-        state = json.loads((STATE / lab.name / "demo.json").read_text())
+        state = json.loads((state_dir / "lab" / lab.name / "demo.json").read_text())
         running = podman_json("ps", "--filter", f"label={LABEL}={lab.name}")
         assert state["containers"] == {c["Labels"][HOST_LABEL]: c["Id"] for c in running}
         assert re.search(rf"run {re.escape(state['hardened_run'])} successful", out)
         assert (state["webapp_live"], state["engine_live"]) == ("1.0.0", "1.0.0")
     finally:
-        carepath("lab", "down", *lab.args())
-    assert not (STATE / lab.name).exists()  # the demo's state goes with its lab
+        carepath("lab", "down", *lab.args(), env=env)
+    assert not (state_dir / "lab" / lab.name).exists()  # the demo's state goes with its lab

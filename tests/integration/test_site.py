@@ -14,6 +14,7 @@ from tests.integration.conftest import Baseline, Lab, make_lab, run_site
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("lab")]
 
+
 def test_site_hardens_every_host_then_changes_nothing(lab: Lab):
     Baseline.changed(lab)
     for host in lab.hosts:  # back to Debian's stock sshd configuration, whatever ran before
