@@ -17,6 +17,10 @@ description:
     run after the first, apt is not loaded at all; this is what makes a re-run fast.
   - Refreshes the package lists first (C(apt-get update)) only when something is to be installed
     and the lists are older than O(cache_valid_time).
+  - Downloads first (C(apt-get install --download-only), which changes nothing) and retries a
+    download that failed, as a mirror or its name server that is briefly unreachable makes it
+    fail, twice (after 5 s, then 15 s) before failing with nothing changed; then installs from
+    the downloaded files.
   - Debian family only for now; anything else is a clear failure.
 version_added: "0.1.0"
 author: carepath contributors (@carepath)
@@ -88,6 +92,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 LISTS_STAMPS = ("/var/lib/apt/periodic/update-success-stamp", "/var/lib/apt/lists")
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a", "LC_ALL": "C"}
+#: Seconds to wait before each new try of a download that failed (apt retries within a try too).
+FETCH_RETRY_DELAYS = (5, 15)
 
 
 def parse_status(text):
@@ -127,6 +133,20 @@ def apt_arguments(install, remove, purge, install_recommends, dpkg_options):
     for option in ["force-confdef", "force-confold", *dpkg_options]:
         argv += ["-o", f"Dpkg::Options::=--{option}"]
     return argv + install + [f"{name}-" for name in remove]
+
+
+def fetch(run, argv, delays=FETCH_RETRY_DELAYS, sleep=time.sleep):
+    """Download what ``argv`` installs, trying again after each of ``delays``; (rc, out, err) of the last try.
+
+    ``run`` runs a command line and returns (rc, out, err). A download-only run changes no
+    package, so trying it again is safe whatever failed.
+    """
+    for delay in (*delays, None):
+        rc, out, err = run(argv + ["--download-only"])
+        if rc == 0 or delay is None:
+            return rc, out, err
+        sleep(delay)
+    return rc, out, err  # not reached
 
 
 def _lists_age():
@@ -190,6 +210,12 @@ def main():
             module.fail_json(msg=f"apt-get update failed: {err.strip() or out.strip()}", rc=rc)
         result["cache_updated"] = True
     argv = apt_arguments(install, remove, params["purge"], params["install_recommends"], params["dpkg_options"])
+    if install:
+        tries = len(FETCH_RETRY_DELAYS) + 1
+        rc, out, err = fetch(lambda command: module.run_command(command, environ_update=APT_ENV), argv)
+        if rc != 0:
+            module.fail_json(msg=f"apt-get could not download the packages in {tries} tries (nothing was changed): "
+                             f"{err.strip() or out.strip()}", rc=rc, cmd=argv + ["--download-only"], stdout=out)
     rc, out, err = module.run_command(argv, environ_update=APT_ENV)
     if rc != 0:
         module.fail_json(msg=f"apt-get failed (nothing else was changed): {err.strip() or out.strip()}",

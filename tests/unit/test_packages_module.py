@@ -52,3 +52,30 @@ def test_an_install_alone_may_not_remove_anything_as_a_side_effect() -> None:
     argv = packages.apt_arguments(["aide"], [], True, None, [])
     assert "--no-remove" in argv and "--purge" not in argv
     assert not any("recommends" in a for a in argv)
+
+
+def _runs(results: list[tuple[int, str, str]]):
+    """A command runner answering with ``results`` in turn, and the command lines it was given."""
+    given: list[list[str]] = []
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        given.append(argv)
+        return results[len(given) - 1]
+
+    return run, given
+
+
+def test_a_download_that_failed_is_tried_again_after_a_pause_and_only_downloads() -> None:
+    unreachable = (100, "", "E: Failed to fetch http://deb.debian.org/... Temporary failure resolving 'deb.debian.org'")
+    run, given = _runs([unreachable, (0, "done", "")])
+    slept: list[float] = []
+    assert packages.fetch(run, ["apt-get", "install", "chrony"], delays=(5, 15), sleep=slept.append) == (0, "done", "")
+    assert given == [["apt-get", "install", "chrony", "--download-only"]] * 2
+    assert slept == [5]
+
+
+def test_a_download_that_keeps_failing_gives_up_after_every_pause_with_the_last_answer() -> None:
+    run, given = _runs([(100, "", "E: first"), (100, "", "E: second"), (100, "", "E: third")])
+    slept: list[float] = []
+    assert packages.fetch(run, ["apt-get", "install", "chrony"], delays=(5, 15), sleep=slept.append) == (100, "", "E: third")
+    assert len(given) == 3 and slept == [5, 15]
