@@ -141,12 +141,13 @@ def fetch(run, argv, delays=FETCH_RETRY_DELAYS, sleep=time.sleep):
     ``run`` runs a command line and returns (rc, out, err). A download-only run changes no
     package, so trying it again is safe whatever failed.
     """
-    for delay in (*delays, None):
-        rc, out, err = run(argv + ["--download-only"])
-        if rc == 0 or delay is None:
+    command = argv + ["--download-only"]
+    for delay in delays:
+        rc, out, err = run(command)
+        if rc == 0:
             return rc, out, err
         sleep(delay)
-    return rc, out, err  # not reached
+    return run(command)
 
 
 def _lists_age():

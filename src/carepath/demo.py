@@ -73,8 +73,10 @@ class Demo:
         except (OSError, ValueError):
             return {}
 
-    def remember(self, **values: Any) -> None:
-        self.state_file.write_text(json.dumps({**self.state(), **values}, indent=2) + "\n", encoding="utf-8")
+    def remember(self, *, afresh: bool = False, **values: Any) -> None:
+        """Add ``values`` to what this lab's demos did (``afresh``: instead of it)."""
+        state = values if afresh else {**self.state(), **values}
+        self.state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
     # --- running things -------------------------------------------------------------------------
 
@@ -180,8 +182,7 @@ class Demo:
         proc = self.carepath("harden", "run", "site", *self.inv())
         run_id, status, _, changed = _summary(proc.stdout)
         # Hosts a demo did not harden start afresh: no release of an earlier demo is live on them.
-        self.state_file.write_text(json.dumps({"hardened_run": run_id, "containers": self.containers()}, indent=2) + "\n",
-                                   encoding="utf-8")
+        self.remember(afresh=True, hardened_run=run_id, containers=self.containers())
         self.numbers["harden_run"] = run_id
         return f"run {run_id} {status}: {changed} changes on {len(self.inventory()['hosts'])} hosts"
 
