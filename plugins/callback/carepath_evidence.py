@@ -190,6 +190,9 @@ class CallbackModule(CallbackBase):
         for shipped in self._recorder.shipped:
             self._display.display(f"carepath: evidence of the earlier run {shipped} shipped to the store "
                                   "that had not taken it", stderr=True)
+        for relisted in self._recorder.relisted:
+            self._display.warning(f"carepath: evidence of the earlier run {relisted} was in the store but not in "
+                                  "its ledger (that run's ledger append failed); it is listed now")
         for aborted in self._recorder.aborted:
             self._display.warning(f"carepath: evidence of the stopped run {aborted} was sealed as aborted "
                                   "and listed in the ledger")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from carepath import loadgen, webapp
-from tests.conftest import BIN, ROOT, cli_env
+from carepath import loadgen, sitepolicy, webapp
+from carepath.project import Project
+from tests.conftest import BIN, ROOT, carepath, cli_env
 from tests.integration.conftest import Lab, evidence_releases
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("weblab")]
@@ -346,7 +347,10 @@ def test_one_run_id_in_evidence_and_host_history_under_each_launcher(live: Lab, 
                                                                      tmp_path: Path):
     """A deploy through `carepath run`, plain ansible-playbook and ansible-runner's streaming (the AWX path):
     each run's bundle, the release it recorded and the line each app host added to its history carry one
-    run id (made once, carepath.runid; the deploy lock takes it from the same lookup)."""
+    run id (made once, carepath.runid; the deploy lock takes it from the same lookup); each names the one
+    site (carepath.sitepolicy) and is signed with the one evidence key (carepath.project)."""
+    site = sitepolicy.load([str(live.inventory)]).site
+    public_key = Project.discover().evidence_key.with_suffix(".pub")
     def evidence(name: str) -> Path:
         return tmp_path / f"evidence-{name}"
 
@@ -386,5 +390,9 @@ def test_one_run_id_in_evidence_and_host_history_under_each_launcher(live: Lab, 
         for host, count in before.items():
             added = _history(live, host)[count:]
             assert added and {h["run_id"] for h in added} == {run_id}, (name, host, added)
+        assert json.loads((bundle / "run.json").read_text(encoding="utf-8"))["site"] == site, name
+        assert bundle.parent.parent.name == site, name
+        verified = carepath("evidence", "verify", str(bundle), "--key", str(public_key))
+        assert verified.returncode == 0, (name, verified.stdout[-2000:], verified.stderr[-2000:])
         seen[name] = run_id
     assert len(set(seen.values())) == 3, seen  # three runs, three ids

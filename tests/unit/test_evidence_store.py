@@ -272,3 +272,49 @@ def test_a_bundle_the_store_did_not_take_is_shipped_by_the_next_run(tmp_path: Pa
     entries = [json.loads(line) for line in (store_root / SITE / "ledger.jsonl").read_bytes().splitlines()]
     assert [e["bundle"] for e in entries] == [first.run_id, second.run_id]
     assert not (node / SITE / "unshipped" / first.run_id).exists()
+
+
+@pytest.mark.parametrize("kind", ["dir", "ssh"])
+def test_a_stored_bundle_whose_ledger_entry_was_lost_is_listed_by_the_sites_next_run(
+        kind: str, tmp_path: Path, local_ssh: Path, evidence_key: Path) -> None:
+    """A job shipped its bundle, then its ledger append failed, on a node deleted since: the site's next
+    run, from another node, lists it (once it has checked this key signed it), and the store verifies."""
+    root = local_ssh if kind == "ssh" else tmp_path / "mounted"
+    store = SshStore(host="evidence-host", path=str(root)) if kind == "ssh" else DirStore(root)
+
+    class AppendFails:  # the store takes the bundle, then fails before the ledger lists it
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        def append(self, *args: object) -> dict[str, object]:
+            raise CarepathError("the store went away")
+
+    first = Recorder(evidence_dir=tmp_path / "node1", site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
+                     signing_key=evidence_key, store=AppendFails())  # type: ignore[arg-type]
+    first.start(check_mode=False, limit=None, tags=[], inventory=[])
+    assert first.finish("successful", {})["ledger"] is None
+    assert (root / SITE / "bundles" / first.run_id / ENVELOPE_FILE).exists()
+    assert not (root / SITE / "ledger.jsonl").exists()
+    # Not a bundle of this key: the store holds it, nothing lists it.
+    stranger = make_bundle(tmp_path / "elsewhere", Ed25519PrivateKey.generate(), "20261201T000000Z-site-foreign", events=2)
+    store.ship(SITE, stranger)
+
+    second = Recorder(evidence_dir=tmp_path / "node2", site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
+                      signing_key=evidence_key, store=store)
+    second.start(check_mode=False, limit=None, tags=[], inventory=[])
+    assert second.relisted == [first.run_id]
+    assert any(stranger.name in w and "did not sign" in w for w in second.warnings)
+    second.finish("successful", {})
+    third = Recorder(evidence_dir=tmp_path / "node3", site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
+                     signing_key=evidence_key, store=store)
+    third.start(check_mode=False, limit=None, tags=[], inventory=[])
+    assert third.relisted == []  # listed once
+    third.finish("successful", {})
+
+    entries = [json.loads(line) for line in (root / SITE / "ledger.jsonl").read_bytes().splitlines()]
+    assert [e["bundle"] for e in entries] == [first.run_id, second.run_id, third.run_id]
+    public = evidence.load_public_key(evidence_key.with_suffix(".pub"))
+    report = verify_ledger(root / SITE / "ledger.jsonl", root / SITE / "bundles", [public])
+    # (These bare runs have no per-host stats, which verify reports as incomplete records: not checked here.)
+    assert {(f.file, f.code) for f in report.findings if not f.file.endswith("/run.json")} == {
+        (f"{stranger.name}/{ENVELOPE_FILE}", "ledger.unlisted")}, str(report)

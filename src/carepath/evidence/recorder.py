@@ -29,6 +29,7 @@ import re
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from carepath.errors import CarepathError
 from carepath.evidence import bundle, ledger, witness
 from carepath.evidence.canonical import canonical_bytes, plain
 from carepath.evidence.chain import EventWriter, walk_chain
-from carepath.evidence.dsse import load_private_key
+from carepath.evidence.dsse import load_private_key, open_envelope
 from carepath.evidence.redact import POLICY_VERSION, Redactor
 from carepath.evidence.store import Store
 from carepath.gate import Decision, requested_change
@@ -191,6 +192,8 @@ class Recorder:
         #: bundles sealed here that the store has not taken yet: one empty file per run id
         self.unshipped_dir = Path(self.evidence_dir) / self.site / "unshipped"
         self.shipped: list[str] = []
+        #: bundles the store held but its ledger did not list, listed by this run
+        self.relisted: list[str] = []
         self.started = utc()
         self.stats: dict[str, dict[str, int]] = {}
         self.counts = dict.fromkeys(STATUSES, 0)
@@ -218,6 +221,7 @@ class Recorder:
                 self.key_problem = str(exc).replace("\n  hint:", ";")
         self.aborted = self.seal_aborted()
         self.shipped = self.ship_pending()
+        self.relisted = self.list_stored()
         if self.bundle_dir.exists():  # a run id given twice (CAREPATH_RUN_ID): never write into another run
             taken, self.run_id = self.run_id, f"{self.run_id}-{secrets.token_hex(3)}"
             self.bundle_dir = self.bundle_dir.parent / self.run_id
@@ -371,9 +375,52 @@ class Recorder:
                 return None
             (self.unshipped_dir / run_id).unlink(missing_ok=True)
             where = f"{self.store.describe()}/{self.site}/ledger.jsonl"
+        self._witness_entry(entry, run_id)
+        return where
+
+    def _witness_entry(self, entry: Mapping[str, Any], run_id: str) -> None:
         digest = hashlib.sha256(canonical_bytes(entry)).hexdigest()
         self._witness(witness.entry_line(self.site, entry["seq"], digest, run_id))
-        return where
+
+    def list_stored(self) -> list[str]:
+        """List the bundles the store holds but its ledger does not, if this key signed them.
+
+        That is a job that shipped its bundle and then lost the ledger append (the store failed between
+        the two) on an execution node deleted since: nothing else would ever list it. A bundle another
+        job shipped a moment ago and is about to list is listed once all the same (appends are
+        idempotent). A bundle this key did not sign is left unlisted, for ``verify`` to report.
+        """
+        if self.store is None or self._key is None:
+            return []
+        try:
+            found = self.store.unlisted(self.site)
+        except CarepathError as exc:
+            self.warnings.append(f"could not look for unlisted bundles in the evidence store: {exc}"
+                                 .replace("\n  hint:", ";"))
+            return []
+        listed = []
+        for run_id, data in sorted(found.items()):
+            try:
+                payload, _, problems = open_envelope(json.loads(data), [self._key.public_key()])
+                signed_id = json.loads(payload or b"{}").get("predicate", {}).get("run_id")
+            except (ValueError, AttributeError):
+                payload, problems, signed_id = None, [], None
+            if payload is None or problems or signed_id != run_id:
+                self.warnings.append(f"the evidence store holds {run_id}, which its ledger does not list and this "
+                                     "key did not sign: left unlisted (carepath evidence verify reports it)")
+                continue
+            with tempfile.TemporaryDirectory() as scratch:
+                envelope = Path(scratch) / bundle.ENVELOPE_FILE
+                envelope.write_bytes(data)
+                try:
+                    entry = self.store.append(self.site, run_id, envelope, self._key)
+                except CarepathError as exc:
+                    self.warnings.append(f"could not list {run_id}, which the evidence store holds: {exc}"
+                                         .replace("\n  hint:", ";"))
+                    continue
+            self._witness_entry(entry, run_id)
+            listed.append(run_id)
+        return listed
 
     def ship_pending(self) -> list[str]:
         """Ship and list the bundles sealed here that the store did not take when their run ended."""

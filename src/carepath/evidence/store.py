@@ -19,7 +19,10 @@ agent (AWX's machine credential); more options come from ``store_ssh_args``.
 
 A bundle is listed only once it is in the store whole, so a ledger entry never names a missing
 bundle. A bundle the store did not take stays where the run wrote it, with a marker under
-``<evidence_dir>/<site>/unshipped/``; the next run on that machine ships it first.
+``<evidence_dir>/<site>/unshipped/``; the next run on that machine ships it first. A bundle the store
+took but whose ledger entry was lost (the store failed between the two, on a node deleted since) is
+found by the next run of the site from any machine (``unlisted``), which lists it once it has checked
+that the site's key signed it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -58,6 +62,7 @@ class Store(Protocol):
     def check(self, site: str) -> None: ...
     def ship(self, site: str, bundle_dir: Path) -> None: ...
     def append(self, site: str, bundle_id: str, envelope: Path, key: Ed25519PrivateKey) -> dict[str, Any]: ...
+    def unlisted(self, site: str) -> dict[str, bytes]: ...
 
 
 def parse(spec: str | None, ssh_args: str | None = None) -> Store | None:
@@ -146,6 +151,14 @@ class DirStore:
             raise CarepathError(f"cannot append {bundle_id} to the ledger in {self.root}: "
                                 f"{exc.strerror or exc}") from None
 
+    def unlisted(self, site: str) -> dict[str, bytes]:
+        # The same program the evidence host runs for an SSH store: one reading of "unlisted".
+        argv = [sys.executable, "-c", _UNLISTED, str(self.root / site), NAME_RE.pattern, ENVELOPE_FILE]
+        proc = subprocess.run(argv, capture_output=True, timeout=timeout(), check=False)  # noqa: S603
+        if proc.returncode != 0:
+            raise CarepathError(f"cannot read the store {self.root}: {proc.stderr.decode(errors='replace').strip()}")
+        return _decode_unlisted(proc.stdout, self.describe())
+
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -208,6 +221,44 @@ with open(path, "a+b") as f:
     os.fsync(f.fileno())
 print("ok")
 """
+
+# Runs on the evidence host (python3 -c FOLDER NAME_PATTERN ENVELOPE_FILE), and here for a directory store: the sealed
+# bundles in FOLDER/bundles that FOLDER/ledger.jsonl does not list, as {name: envelope text}. Only folders
+# named like a run: in-flight copies (.incoming.*) are not bundles yet.
+_UNLISTED = r"""
+import json, os, re, sys
+folder, name, envelope = sys.argv[1], re.compile(sys.argv[2]), sys.argv[3]
+listed = set()
+try:
+    with open(os.path.join(folder, "ledger.jsonl"), "rb") as f:
+        for line in f:
+            try:
+                listed.add(json.loads(line).get("bundle"))
+            except (ValueError, AttributeError):
+                continue
+except FileNotFoundError:
+    pass
+bundles = os.path.join(folder, "bundles")
+found = {}
+for run in sorted(os.listdir(bundles)) if os.path.isdir(bundles) else []:
+    if run in listed or not name.match(run):
+        continue
+    try:
+        with open(os.path.join(bundles, run, envelope), "rb") as f:
+            found[run] = f.read().decode("utf-8", "replace")
+    except OSError:
+        continue
+print(json.dumps(found))
+"""
+
+
+def _decode_unlisted(out: bytes, where: str) -> dict[str, bytes]:
+    try:
+        found = json.loads(out)
+        return {str(name): str(text).encode() for name, text in found.items()}
+    except (ValueError, AttributeError):
+        raise CarepathError(f"the store {where} answered the unlisted-bundles query with something else") from None
+
 
 # Runs on the evidence host: unpack the tar stream into a temporary folder, write it to disk, rename it into
 # place and write the rename to disk, so a ledger entry never names a bundle a crash could lose.
@@ -346,6 +397,14 @@ class SshStore:
             raise self._fail(f"appending {bundle_id} to the ledger",
                              subprocess.CompletedProcess(argv, proc.returncode or 1, out, err))
         return entry
+
+    def unlisted(self, site: str) -> dict[str, bytes]:
+        proc = self._run(self._argv("python3", "-c", _UNLISTED, f"{self.path}/{site}", NAME_RE.pattern,
+                                      ENVELOPE_FILE), None,
+                         "reading the store")
+        if proc.returncode != 0:
+            raise self._fail("reading the store's bundles", proc)
+        return _decode_unlisted(proc.stdout, self.describe())
 
 
 def timeout() -> float:
