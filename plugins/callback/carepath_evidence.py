@@ -21,17 +21,21 @@ description:
   - Verify a bundle or a ledger offline with C(carepath evidence verify).
 options:
   evidence_dir:
-    description: Where bundles and ledgers are written (a relative path in ansible.cfg is relative to its directory).
+    description:
+      - Where bundles and ledgers are written (a relative path in ansible.cfg is relative to its directory).
+      - Unset, C(evidence) in carepath's state folder (C($CAREPATH_STATE_DIR), else C(.carepath) beside the
+        ansible.cfg in use), the same folder C(carepath run) uses.
     type: path
-    default: .carepath/evidence
     env: [{name: CAREPATH_EVIDENCE_DIR}]
     ini: [{section: carepath_evidence, key: evidence_dir}]
   signing_key:
     description:
       - Path of the ed25519 private key (PEM, from C(carepath evidence keygen)); never keep it in the repository.
-      - Without one, bundles are written but not signed or listed in the ledger, and the run says so.
+      - Unset, C(keys/evidence.key) in carepath's state folder (C($CAREPATH_STATE_DIR), else C(.carepath)
+        beside the ansible.cfg in use), the key C(carepath run), C(carepath lab up) and C(carepath evidence
+        keygen) use.
+      - Without a key there, bundles are written but not signed or listed in the ledger, and the run says so.
     type: path
-    default: .carepath/keys/evidence.key
     env: [{name: CAREPATH_EVIDENCE_KEY}]
     ini: [{section: carepath_evidence, key: signing_key}]
   run_id:
@@ -85,6 +89,7 @@ from pathlib import Path
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
+from ansible_collections.carepath.core.plugins.plugin_utils import carepath_settings as settings
 from ansible_collections.carepath.core.plugins.plugin_utils.carepath_wheel import require
 
 try:
@@ -162,11 +167,11 @@ class CallbackModule(CallbackBase):
         redactor = Redactor(extra_patterns={"site_mrn": mrn} if mrn else None)
         redactor.add_environment()
         self._recorder = Recorder(
-            evidence_dir=Path(self.get_option("evidence_dir")),
+            evidence_dir=settings.evidence_dir(self.get_option("evidence_dir")),
             site=site,
             playbook=str(playbook._file_name),
             run_id=self.get_option("run_id") or "",
-            signing_key=Path(self.get_option("signing_key")) if self.get_option("signing_key") else None,
+            signing_key=settings.evidence_key(self.get_option("signing_key")),
             redactor=redactor,
             witness=self.get_option("witness") or "none",
             store=store,
@@ -175,7 +180,7 @@ class CallbackModule(CallbackBase):
         # play: a run refused by the hosts-line lookup, or killed at once, still carries them.
         extra_vars = _extra_vars(playbook)
         self._collect_secrets(extra_vars, names=True)  # the gate's reasons may quote an extra var's value
-        self._gate = gate.decide(inventory, extra_vars=extra_vars, operator_key=self.get_option("signing_key"),
+        self._gate = gate.decide(inventory, extra_vars=extra_vars, operator_key=str(self._recorder.signing_key),
                                  cliargs=args, roles_dir=Path(__file__).resolve().parents[2] / "roles",
                                  store=store_spec, store_ssh_args=store_args)
         self._recorder.start(check_mode=bool(args.get("check")), limit=args.get("subset"),
@@ -348,6 +353,6 @@ class CallbackModule(CallbackBase):
             self._display.warning(f"carepath: evidence {where} is NOT signed: {self._recorder.key_problem}")
         else:
             self._display.warning(
-                f"carepath: evidence {where} is NOT signed: no key at {self.get_option('signing_key')}; "
+                f"carepath: evidence {where} is NOT signed: no key at {self._recorder.signing_key}; "
                 "create one with `carepath evidence keygen` (or set CAREPATH_EVIDENCE_KEY)")
         self._recorder = None

@@ -53,6 +53,7 @@ from ansible.errors import AnsibleError
 from ansible.plugins.loader import callback_loader
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.vars import load_extra_vars
+from ansible_collections.carepath.core.plugins.plugin_utils import carepath_settings as settings
 from ansible_collections.carepath.core.plugins.plugin_utils.carepath_wheel import require
 
 try:
@@ -121,7 +122,7 @@ class LookupModule(LookupBase):
         decision = gate.decide(
             [str(s) for s in context.CLIARGS.get("inventory") or ()],
             extra_vars=extra_vars,
-            operator_key=evidence_option("signing_key", variables),
+            operator_key=str(settings.evidence_key(evidence_option("signing_key", variables))),
             store=evidence_option("store", variables),
             store_ssh_args=evidence_option("store_ssh_args", variables),
             # The hosts line also answers for the gate's other tasks (which report these themselves).

@@ -11,6 +11,31 @@ from carepath.errors import CarepathError
 _MARKERS = ("ansible.cfg", "playbooks")
 #: The evidence callback's settings in the environment (its options signing_key and evidence_dir).
 EVIDENCE_KEY_ENV, EVIDENCE_DIR_ENV = "CAREPATH_EVIDENCE_KEY", "CAREPATH_EVIDENCE_DIR"
+STATE_DIR_ENV = "CAREPATH_STATE_DIR"
+
+
+def state_dir(base: Path) -> Path:
+    """Local, never-committed state (lab keys, evidence, run folders): ``$CAREPATH_STATE_DIR``, else ``.carepath``
+    in ``base`` (the checkout; for a plain ansible-playbook, the folder of the ansible.cfg in use)."""
+    env = os.environ.get(STATE_DIR_ENV)
+    return Path(env) if env else Path(base) / ".carepath"
+
+
+def evidence_key(base: Path) -> Path:
+    """The evidence signing key: ``$CAREPATH_EVIDENCE_KEY``, else ``keys/evidence.key`` in the state folder.
+
+    The one answer for `carepath run` (it passes it to the evidence callback), `lab up`, `evidence
+    keygen`, and the evidence callback and policy gate under any other launcher when no setting names
+    a key (``[carepath_evidence] signing_key``, which a site may set to keep its key elsewhere).
+    """
+    env = os.environ.get(EVIDENCE_KEY_ENV)
+    return Path(env) if env else state_dir(base) / "keys" / "evidence.key"
+
+
+def evidence_dir(base: Path) -> Path:
+    """Where runs write their evidence: ``$CAREPATH_EVIDENCE_DIR``, else ``evidence`` in the state folder."""
+    env = os.environ.get(EVIDENCE_DIR_ENV)
+    return Path(env) if env else state_dir(base) / "evidence"
 
 
 def _is_project(path: Path) -> bool:
@@ -74,24 +99,15 @@ class Project:
 
     @property
     def state_dir(self) -> Path:
-        """Local, never-committed state: lab keys, run folders (see .gitignore)."""
-        return Path(os.environ.get("CAREPATH_STATE_DIR", self.root / ".carepath"))
+        return state_dir(self.root)
 
     @property
     def evidence_key(self) -> Path:
-        """The evidence signing key: ``$CAREPATH_EVIDENCE_KEY``, else ``keys/evidence.key`` in the state folder.
-
-        The one answer for `carepath run` (it passes it to the evidence callback), `lab up` and
-        `evidence keygen`; ansible.cfg's ``signing_key`` says the same for a plain ansible-playbook.
-        """
-        env = os.environ.get(EVIDENCE_KEY_ENV)
-        return Path(env) if env else self.state_dir / "keys" / "evidence.key"
+        return evidence_key(self.root)
 
     @property
     def evidence_dir(self) -> Path:
-        """Where runs write their evidence: ``$CAREPATH_EVIDENCE_DIR``, else ``evidence`` in the state folder."""
-        env = os.environ.get(EVIDENCE_DIR_ENV)
-        return Path(env) if env else self.state_dir / "evidence"
+        return evidence_dir(self.root)
 
     @property
     def runs_dir(self) -> Path:

@@ -1,6 +1,7 @@
 """One run id per run: the evidence bundle, the deploy lock and the host history carry the same one,
 whether carepath chose it (CAREPATH_RUN_ID) or the evidence callback did (plain ansible-playbook,
-ansible-runner, AWX). Real ansible-playbook runs on the controller; no host needed."""
+ansible-runner, AWX); and one evidence key and folder. Real ansible-playbook runs on the controller;
+no host needed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from carepath import evidence, runid
+from carepath import evidence, project, runid
+from carepath.project import Project
 from tests.conftest import BIN, ROOT, cli_env
 
 PLAYBOOK = """---
@@ -75,3 +77,26 @@ def test_without_the_callback_the_lookup_makes_one_the_same_way(monkeypatch: pyt
     assert re.fullmatch(r"\d{8}T\d{6}Z-adt-[0-9a-f]{6}", made)
     monkeypatch.setenv(runid.RUN_ID_ENV, "20261206T100000Z-x-000000")
     assert carepath_run_id.LookupModule().run(["adt"]) == ["20261206T100000Z-x-000000"]
+
+
+def test_plain_ansible_playbook_signs_with_the_key_and_writes_where_carepath_run_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """One key path: with nothing but the state folder set, the callback under a plain ansible-playbook
+    takes carepath.project's key and evidence folder, the ones `carepath run`, `lab up` and keygen use."""
+    state = tmp_path / "state"
+    for name in (project.EVIDENCE_KEY_ENV, project.EVIDENCE_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(project.STATE_DIR_ENV, str(state))
+    key, evidence_dir = project.evidence_key(ROOT), project.evidence_dir(ROOT)
+    assert (key, evidence_dir) == (Project(ROOT).evidence_key, Project(ROOT).evidence_dir)
+    assert key.is_relative_to(state) and evidence_dir.is_relative_to(state)
+    evidence.generate_keypair(key, key.with_suffix(".pub"))
+    (tmp_path / "read_run_id.yml").write_text(PLAYBOOK, encoding="utf-8")
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", f"out_dir={tmp_path}",
+         "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "read_run_id.yml")],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env=cli_env(CAREPATH_SITE="runid", CAREPATH_CHANGE_TICKET="CHG0000042"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (bundle,) = (evidence_dir / "runid" / "bundles").iterdir()
+    assert evidence.verify_bundle(bundle, [evidence.load_public_key(key.with_suffix(".pub"))]).ok
