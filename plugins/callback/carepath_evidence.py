@@ -22,22 +22,24 @@ description:
 options:
   evidence_dir:
     description:
-      - Where bundles and ledgers are written (a relative path in ansible.cfg is relative to its directory).
-      - Unset, C(evidence) in carepath's state folder (C($CAREPATH_STATE_DIR), else C(.carepath) beside the
-        ansible.cfg in use), the same folder C(carepath run) uses.
+      - Where bundles and ledgers are written.
+      - Unset, C(evidence) in carepath's state folder (C($CAREPATH_STATE_DIR), else C(.carepath) in the checkout
+        whose ansible.cfg is in use, else in the working folder), the folder C(carepath run) uses.
+      - Set only through the environment, as C(carepath run) sets it, so every launcher and every carepath
+        command finds the same folder.
     type: path
     env: [{name: CAREPATH_EVIDENCE_DIR}]
-    ini: [{section: carepath_evidence, key: evidence_dir}]
   signing_key:
     description:
       - Path of the ed25519 private key (PEM, from C(carepath evidence keygen)); never keep it in the repository.
-      - Unset, C(keys/evidence.key) in carepath's state folder (C($CAREPATH_STATE_DIR), else C(.carepath)
-        beside the ansible.cfg in use), the key C(carepath run), C(carepath lab up) and C(carepath evidence
-        keygen) use.
+      - Unset, C(keys/evidence.key) in carepath's state folder (C($CAREPATH_STATE_DIR), else C(.carepath) in the
+        checkout whose ansible.cfg is in use, else in the working folder), the key C(carepath run), C(carepath
+        lab up) and C(carepath evidence keygen) use.
+      - Set only through the environment (an AWX credential injects it), as C(carepath run) sets it, so every
+        launcher signs with the same key.
       - Without a key there, bundles are written but not signed or listed in the ledger, and the run says so.
     type: path
     env: [{name: CAREPATH_EVIDENCE_KEY}]
-    ini: [{section: carepath_evidence, key: signing_key}]
   run_id:
     description: The run id (C(carepath run) passes its own, so the bundle and runner artifacts match).
     env: [{name: CAREPATH_RUN_ID}]

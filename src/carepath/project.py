@@ -16,17 +16,18 @@ STATE_DIR_ENV = "CAREPATH_STATE_DIR"
 
 def state_dir(base: Path) -> Path:
     """Local, never-committed state (lab keys, evidence, run folders): ``$CAREPATH_STATE_DIR``, else ``.carepath``
-    in ``base`` (the checkout; for a plain ansible-playbook, the folder of the ansible.cfg in use)."""
+    in ``base`` (the checkout; for the collection's plugins, the checkout whose ansible.cfg is in use, else
+    the working folder)."""
     env = os.environ.get(STATE_DIR_ENV)
-    return Path(env) if env else Path(base) / ".carepath"
+    return Path(env).absolute() if env else Path(base) / ".carepath"
 
 
 def evidence_key(base: Path) -> Path:
     """The evidence signing key: ``$CAREPATH_EVIDENCE_KEY``, else ``keys/evidence.key`` in the state folder.
 
     The one answer for `carepath run` (it passes it to the evidence callback), `lab up`, `evidence
-    keygen`, and the evidence callback and policy gate under any other launcher when no setting names
-    a key (``[carepath_evidence] signing_key``, which a site may set to keep its key elsewhere).
+    keygen`, and the evidence callback and policy gate under any other launcher (the callback's
+    settings come from the environment only, so nothing else can name another key).
     """
     env = os.environ.get(EVIDENCE_KEY_ENV)
     return Path(env) if env else state_dir(base) / "keys" / "evidence.key"
@@ -38,7 +39,8 @@ def evidence_dir(base: Path) -> Path:
     return Path(env) if env else state_dir(base) / "evidence"
 
 
-def _is_project(path: Path) -> bool:
+def is_project(path: Path) -> bool:
+    """Whether ``path`` is a carepath checkout (ansible.cfg and playbooks/)."""
     return all((path / marker).exists() for marker in _MARKERS)
 
 
@@ -52,18 +54,18 @@ def find_root(start: Path | None = None) -> Path:
     env = os.environ.get("CAREPATH_PROJECT_DIR")
     if env:
         root = Path(env).resolve()
-        if not _is_project(root):
+        if not is_project(root):
             raise CarepathError(
                 f"CAREPATH_PROJECT_DIR={env} is not a carepath project "
                 "(no ansible.cfg and playbooks/ there)"
             )
         return root
     source_root = Path(__file__).resolve().parents[2]
-    if _is_project(source_root):
+    if is_project(source_root):
         return source_root
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
-        if _is_project(candidate):
+        if is_project(candidate):
             return candidate
     raise CarepathError(
         "cannot find the carepath project (a directory with ansible.cfg and playbooks/)",

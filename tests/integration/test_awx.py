@@ -35,7 +35,7 @@ OPERATOR = "awx.operator.one"  # synthetic
 SITE = "awx-lab"
 
 
-def _job_dir(base: Path, lab: Lab, name: str, node: Path, store: str, store_ssh_args: str = "") -> Path:
+def _job_dir(base: Path, lab: Lab, name: str, node: Path, store: str, store_ssh_args: str = "", **env: str) -> Path:
     """A private data directory as AWX builds it for one job (what `transmit` streams to the node)."""
     job = base / "controller" / name
     (job / "project").mkdir(parents=True)
@@ -48,8 +48,8 @@ def _job_dir(base: Path, lab: Lab, name: str, node: Path, store: str, store_ssh_
         f"        content: \"{{{{ lookup('carepath.core.carepath_run_id', 'site') }}}}\"\n"
         f"        dest: {base}/seen-{name}.runid\n        mode: '0600'\n      tags: [always]\n", encoding="utf-8")
     (job / "project" / "ansible.cfg").write_text(
-        "[defaults]\ncallbacks_enabled = carepath.core.carepath_evidence\ninterpreter_python = auto_silent\n"
-        "[carepath_evidence]\nevidence_dir = evidence\n", encoding="utf-8")
+        "[defaults]\ncallbacks_enabled = carepath.core.carepath_evidence\ninterpreter_python = auto_silent\n",
+        encoding="utf-8")
     # The inventory as AWX hands it to a job: generated from its database (no group_vars files), without
     # the lab key, which the machine credential below gives (ssh-agent).
     hosts = yaml.safe_load((lab.inventory / "hosts.yml").read_text(encoding="utf-8"))
@@ -77,6 +77,7 @@ def _job_dir(base: Path, lab: Lab, name: str, node: Path, store: str, store_ssh_
         "CAREPATH_EVIDENCE_STORE_SSH_ARGS": store_ssh_args,
         "CAREPATH_EVIDENCE_WITNESS": "none",  # an execution environment has no syslog; the store is off-node
         "PATH": f"{BIN}:{os.environ['PATH']}",
+        **env,
     }), encoding="utf-8")
     return job
 
@@ -91,7 +92,8 @@ def _send(job: Path, node: Path, limit: str) -> dict:
                 f" | {runner} process {job}")
     proc = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, env=env,
                           timeout=900, check=False)
-    return {"rc": proc.returncode, "out": proc.stdout[-6000:] + proc.stderr[-3000:], "node_left": node.exists()}
+    return {"rc": proc.returncode, "out": proc.stdout[-6000:] + proc.stderr[-3000:], "node_left": node.exists(),
+            "whole": proc.stdout + proc.stderr}
 
 
 def _verify(store: Path, site: str, key_pub: Path) -> subprocess.CompletedProcess[str]:
@@ -167,6 +169,27 @@ def test_a_job_ships_its_evidence_to_an_evidence_host_over_ssh(lab: Lab, awx: Pa
     assert result["rc"] == 0, result["out"]
     assert not result["node_left"]
     assert f"stored {store}/{site}/bundles/" in result["out"]
+    # A job whose ledger append fails after the store took its bundle (something holds the ledger's lock
+    # past the job's deadline): it leaves a signed marker in the store, its node is deleted, and the
+    # site's next job, from another node, lists the bundle.
+    holder = subprocess.Popen(  # holds the lock until its stdin closes
+        ["ssh", "-i", str(files.key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={files.known_hosts}", "-p", str(lab.port("it-trixie")), f"{ADMIN_USER}@{address}",
+         f"flock {remote}/{site}/ledger.jsonl -c 'echo held; read unused'"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        node = awx / "node" / "4202"
+        result = _send(_job_dir(awx, lab, "4202", node, store, ssh_args, CAREPATH_EVIDENCE_STORE_TIMEOUT="10"),
+                       node, "it-bookworm")
+    finally:
+        holder.communicate("", timeout=30)
+    assert result["rc"] == 0, result["out"]
+    assert "its ledger did not list it" in result["whole"] and not result["node_left"], result["out"]
+    node = awx / "node" / "4203"
+    result = _send(_job_dir(awx, lab, "4203", node, store, ssh_args), node, "it-bookworm")
+    assert result["rc"] == 0, result["out"]
+    assert "was in the store but not in its ledger" in result["whole"], result["out"]
 
     # The auditor's copy of the store, fetched as it is, verifies offline.
     fetched = awx / "fetched"
@@ -176,8 +199,10 @@ def test_a_job_ships_its_evidence_to_an_evidence_host_over_ssh(lab: Lab, awx: Pa
                           f"{ADMIN_USER}@{address}", f"tar -C {remote} -cf - ."], capture_output=True, check=True)
     subprocess.run(["tar", "-C", str(fetched), "-xf", "-"], input=tar.stdout, check=True)
     runs = _stored_runs(fetched, site)
-    assert len(runs) == 1
-    (run,) = runs.values()
-    assert run["operator"]["awx_user_name"] == OPERATOR and run["store"] == store
+    assert sorted(r["operator"]["awx_job_id"] for r in runs.values()) == ["4201", "4202", "4203"]
+    for run in runs.values():
+        assert run["operator"]["awx_user_name"] == OPERATOR and run["store"] == store
+    entries = [json.loads(line) for line in (fetched / site / "ledger.jsonl").read_bytes().splitlines()]
+    assert [runs[e["bundle"]]["operator"]["awx_job_id"] for e in entries] == ["4201", "4202", "4203"]
     verify = _verify(fetched, site, awx / "evidence.pub")
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -56,12 +56,14 @@ def test_the_installed_collection_runs_its_playbook_by_fqcn_and_leaves_a_verifia
                PATH=f"{site / 'venv' / 'bin'}:{env['PATH']}")
     where = _run([python, "-c", "import carepath; print(carepath.__file__)"], site, env)
     assert where.stdout.startswith(str(site / "venv")), where.stdout  # the wheel, not the checkout
-    keygen = _run([str(site / "venv" / "bin" / "carepath"), "evidence", "keygen", "--key", "keys/evidence.key"], site, env)
+    # The key where the installed keygen puts it by default, which is where the callback looks by default
+    # outside a checkout (.carepath/ in the working folder): one key path, with nothing configured.
+    keygen = _run([str(site / "venv" / "bin" / "carepath"), "evidence", "keygen"], site, env)
     assert keygen.returncode == 0, keygen.stderr
+    assert (site / ".carepath" / "keys" / "evidence.key").exists(), keygen.stdout
     (site / "ansible.cfg").write_text(
         "[defaults]\ncollections_path = collections\ncallbacks_enabled = carepath.core.carepath_evidence\n"
-        "interpreter_python = auto_silent\n[carepath_evidence]\nevidence_dir = evidence\nsigning_key = keys/evidence.key\n",
-        encoding="utf-8")
+        "interpreter_python = auto_silent\n", encoding="utf-8")
 
     proc = _run([python, "-m", "ansible.cli.playbook", "-i", str(lab.inventory), "carepath.core.site",
                  "--tags", "time_sync", "--limit", "it-bookworm"], site, env)
@@ -70,8 +72,8 @@ def test_the_installed_collection_runs_its_playbook_by_fqcn_and_leaves_a_verifia
     for checkout in (ROOT / "roles", ROOT / "plugins", ROOT / "playbooks"):  # nothing came from the checkout
         assert str(checkout) not in proc.stdout + proc.stderr
 
-    bundles = sorted((site / "evidence").glob("*/bundles/*-site-*"))
-    assert len(bundles) == 1, sorted(p.relative_to(site) for p in (site / "evidence").rglob("*"))
+    bundles = sorted((site / ".carepath" / "evidence").glob("*/bundles/*-site-*"))
+    assert len(bundles) == 1, sorted(p.relative_to(site) for p in (site / ".carepath").rglob("*"))
     verify = _run([str(site / "venv" / "bin" / "carepath"), "evidence", "verify", str(bundles[0]),
-                   "--key", "keys/evidence.pub"], site, env)
+                   "--key", ".carepath/keys/evidence.pub"], site, env)
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -274,47 +274,111 @@ def test_a_bundle_the_store_did_not_take_is_shipped_by_the_next_run(tmp_path: Pa
     assert not (node / SITE / "unshipped" / first.run_id).exists()
 
 
+class _AppendFails:
+    """A store that takes the bundle, then fails before its ledger lists it (the store went away between)."""
+
+    def __init__(self, store: DirStore | SshStore) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def append(self, *args: object) -> dict[str, object]:
+        raise CarepathError("the store went away")
+
+
+def _run_once(node: Path, key: Path, store: object) -> Recorder:
+    recorder = Recorder(evidence_dir=node, site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
+                        signing_key=key, store=store)  # type: ignore[arg-type]
+    recorder.start(check_mode=False, limit=None, tags=[], inventory=[])
+    recorder.finish("successful", {})
+    return recorder
+
+
+def _ledger(root: Path) -> list[str]:
+    return [json.loads(line)["bundle"] for line in (root / SITE / "ledger.jsonl").read_bytes().splitlines()]
+
+
 @pytest.mark.parametrize("kind", ["dir", "ssh"])
-def test_a_stored_bundle_whose_ledger_entry_was_lost_is_listed_by_the_sites_next_run(
+def test_a_stored_bundle_whose_ledger_append_failed_is_listed_by_the_sites_next_run(
         kind: str, tmp_path: Path, local_ssh: Path, evidence_key: Path) -> None:
-    """A job shipped its bundle, then its ledger append failed, on a node deleted since: the site's next
-    run, from another node, lists it (once it has checked this key signed it), and the store verifies."""
+    """A job's bundle reached the store, then its ledger append failed, on a node deleted since: the job
+    left a signed marker in the store, and the site's next run, from another node, lists the bundle."""
     root = local_ssh if kind == "ssh" else tmp_path / "mounted"
     store = SshStore(host="evidence-host", path=str(root)) if kind == "ssh" else DirStore(root)
+    first = _run_once(tmp_path / "node1", evidence_key, _AppendFails(store))
+    assert any("took" in w and "the site's next run lists it" in w for w in first.warnings), first.warnings
+    assert (root / SITE / "bundles" / first.run_id / ENVELOPE_FILE).exists()
+    assert (root / SITE / "unlisted" / f"{first.run_id}.json").exists()
+    assert not (root / SITE / "ledger.jsonl").exists()
 
-    class AppendFails:  # the store takes the bundle, then fails before the ledger lists it
+    second = _run_once(tmp_path / "node2", evidence_key, store)
+    assert second.relisted == [first.run_id]
+    third = _run_once(tmp_path / "node3", evidence_key, store)
+    assert third.relisted == []  # listed once; the marker of a listed bundle is cleared
+    assert not (root / SITE / "unlisted" / f"{first.run_id}.json").exists()
+    assert _ledger(root) == [first.run_id, second.run_id, third.run_id]
+    public = evidence.load_public_key(evidence_key.with_suffix(".pub"))
+    # (These bare runs have no per-host stats, which verify reports as incomplete records: not checked here.)
+    report = verify_ledger(root / SITE / "ledger.jsonl", root / SITE / "bundles", [public])
+    assert [f for f in report.findings if not f.file.endswith("/run.json")] == [], str(report)
+
+
+@pytest.mark.parametrize("kind", ["dir", "ssh"])
+def test_only_a_signed_marker_gets_a_bundle_listed_late(
+        kind: str, tmp_path: Path, local_ssh: Path, evidence_key: Path) -> None:
+    """A writer of the store without the key cannot get anything listed: a ledger cut short leaves its
+    bundles unlisted (verify keeps reporting them), and a marker another key signed, or one copied from
+    another site, is refused."""
+    root = local_ssh if kind == "ssh" else tmp_path / "mounted"
+    store = SshStore(host="evidence-host", path=str(root)) if kind == "ssh" else DirStore(root)
+    runs = [_run_once(tmp_path / f"node{n}", evidence_key, store).run_id for n in range(2)]
+    ledger_path = root / SITE / "ledger.jsonl"
+    ledger_path.write_bytes(ledger_path.read_bytes().splitlines(keepends=True)[0])  # the second entry cut
+    # A marker for the cut bundle, signed by another key; and one of this key, copied from another site.
+    other = Ed25519PrivateKey.generate()
+    envelope = (root / SITE / "bundles" / runs[1] / ENVELOPE_FILE).read_bytes()
+    (root / SITE / "unlisted").mkdir()
+    (root / SITE / "unlisted" / f"{runs[1]}.json").write_bytes(
+        evidence_store.unlisted_marker(SITE, runs[1], envelope, other, "forged"))
+    later = _run_once(tmp_path / "node9", evidence_key, store)
+    assert later.relisted == []
+    assert any(runs[1] in w and "not acted on" in w for w in later.warnings), later.warnings
+    assert _ledger(root) == [runs[0], later.run_id]
+    report = verify_ledger(ledger_path, root / SITE / "bundles")
+    assert [(f.file, f.code) for f in report.findings] == [(f"{runs[1]}/{ENVELOPE_FILE}", "ledger.unlisted")]
+
+    key = evidence.load_private_key(evidence_key)
+    public = key.public_key()
+    right = evidence_store.unlisted_marker(SITE, runs[1], envelope, key, "append failed")
+    assert evidence_store.marker_problem(right, envelope, SITE, runs[1], public) is None
+    for marker, site, run_id, sealed, says in [
+        (right, "another-site", runs[1], envelope, "another site"),
+        (right, SITE, runs[0], envelope, "another site or run"),
+        (right, SITE, runs[1], envelope.replace(b"{", b"{ ", 1), "another bundle"),
+        (evidence_store.unlisted_marker(SITE, runs[1], envelope, other, "x"), SITE, runs[1], envelope, "signed only"),
+        (b"[" * 100000, SITE, runs[1], envelope, "not JSON"),
+    ]:
+        assert says in (evidence_store.marker_problem(marker, sealed, site, run_id, public) or ""), says
+
+
+def test_a_store_that_cannot_be_read_for_markers_never_costs_the_run_its_evidence(
+        tmp_path: Path, evidence_key: Path) -> None:
+    store = DirStore(tmp_path / "mounted")
+
+    class Broken:
         def __getattr__(self, name: str) -> object:
             return getattr(store, name)
 
-        def append(self, *args: object) -> dict[str, object]:
-            raise CarepathError("the store went away")
+        def unlisted(self, site: str) -> dict[str, tuple[bytes, bytes]]:
+            raise RuntimeError("a share that answers nonsense")
 
-    first = Recorder(evidence_dir=tmp_path / "node1", site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
-                     signing_key=evidence_key, store=AppendFails())  # type: ignore[arg-type]
-    first.start(check_mode=False, limit=None, tags=[], inventory=[])
-    assert first.finish("successful", {})["ledger"] is None
-    assert (root / SITE / "bundles" / first.run_id / ENVELOPE_FILE).exists()
-    assert not (root / SITE / "ledger.jsonl").exists()
-    # Not a bundle of this key: the store holds it, nothing lists it.
-    stranger = make_bundle(tmp_path / "elsewhere", Ed25519PrivateKey.generate(), "20261201T000000Z-site-foreign", events=2)
-    store.ship(SITE, stranger)
-
-    second = Recorder(evidence_dir=tmp_path / "node2", site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
-                      signing_key=evidence_key, store=store)
-    second.start(check_mode=False, limit=None, tags=[], inventory=[])
-    assert second.relisted == [first.run_id]
-    assert any(stranger.name in w and "did not sign" in w for w in second.warnings)
-    second.finish("successful", {})
-    third = Recorder(evidence_dir=tmp_path / "node3", site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
-                     signing_key=evidence_key, store=store)
-    third.start(check_mode=False, limit=None, tags=[], inventory=[])
-    assert third.relisted == []  # listed once
-    third.finish("successful", {})
-
-    entries = [json.loads(line) for line in (root / SITE / "ledger.jsonl").read_bytes().splitlines()]
-    assert [e["bundle"] for e in entries] == [first.run_id, second.run_id, third.run_id]
-    public = evidence.load_public_key(evidence_key.with_suffix(".pub"))
-    report = verify_ledger(root / SITE / "ledger.jsonl", root / SITE / "bundles", [public])
-    # (These bare runs have no per-host stats, which verify reports as incomplete records: not checked here.)
-    assert {(f.file, f.code) for f in report.findings if not f.file.endswith("/run.json")} == {
-        (f"{stranger.name}/{ENVELOPE_FILE}", "ledger.unlisted")}, str(report)
+    run = _run_once(tmp_path / "node", evidence_key, Broken())
+    assert any("could not list" in w and "nonsense" in w for w in run.warnings)
+    assert _ledger(store.root) == [run.run_id]
+    # Markers the program cannot read as plain files (a FIFO, a link) are passed over, not waited on.
+    folder = store.root / SITE / "unlisted"
+    folder.mkdir()
+    os.mkfifo(folder / "20261201T000000Z-site-fifo01.json")
+    (folder / "20261201T000000Z-site-link01.json").symlink_to("/dev/zero")
+    assert store.unlisted(SITE) == {}

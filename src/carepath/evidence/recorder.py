@@ -43,9 +43,10 @@ from carepath.errors import CarepathError
 from carepath.evidence import bundle, ledger, witness
 from carepath.evidence.canonical import canonical_bytes, plain
 from carepath.evidence.chain import EventWriter, walk_chain
-from carepath.evidence.dsse import load_private_key, open_envelope
+from carepath.evidence.dsse import load_private_key
 from carepath.evidence.redact import POLICY_VERSION, Redactor
-from carepath.evidence.store import Store
+from carepath.evidence.store import Store, unlisted_marker
+from carepath.evidence.store import marker_problem as store_marker_problem
 from carepath.gate import Decision, requested_change
 from carepath.runid import new_run_id
 
@@ -221,7 +222,8 @@ class Recorder:
                 self.key_problem = str(exc).replace("\n  hint:", ";")
         self.aborted = self.seal_aborted()
         self.shipped = self.ship_pending()
-        self.relisted = self.list_stored()
+        # A refused run touches nothing; whatever made the gate refuse (an unreachable store) would only stall it.
+        self.relisted = self.list_stored() if decision is None or decision.accepted else []
         if self.bundle_dir.exists():  # a run id given twice (CAREPATH_RUN_ID): never write into another run
             taken, self.run_id = self.run_id, f"{self.run_id}-{secrets.token_hex(3)}"
             self.bundle_dir = self.bundle_dir.parent / self.run_id
@@ -363,63 +365,69 @@ class Recorder:
             entry = ledger.append_entry(self.ledger_path, run_id, envelope, private_key=self._key)
             where = str(self.ledger_path)
         else:
+            stored = False
             try:
                 self.store.ship(self.site, envelope.parent)
+                stored = True
                 entry = self.store.append(self.site, run_id, envelope, self._key)
             except CarepathError as exc:
                 self.unshipped_dir.mkdir(parents=True, exist_ok=True)
                 (self.unshipped_dir / run_id).touch()
                 reason = str(exc).replace("\n  hint:", ";")
-                self.warnings.append(f"the evidence store did not take {run_id} ({reason}); it stays in "
-                                     f"{envelope.parent} and the next run from here ships it")
+                if stored and self._mark_unlisted(run_id, envelope, reason):
+                    self.warnings.append(f"the evidence store took {run_id} but its ledger did not list it "
+                                         f"({reason}); the site's next run lists it (marked in the store)")
+                else:
+                    self.warnings.append(f"the evidence store did not take {run_id} ({reason}); it stays in "
+                                         f"{envelope.parent} and the next run from here ships it")
                 return None
             (self.unshipped_dir / run_id).unlink(missing_ok=True)
             where = f"{self.store.describe()}/{self.site}/ledger.jsonl"
         self._witness_entry(entry, run_id)
         return where
 
+    def _mark_unlisted(self, run_id: str, envelope: Path, reason: str) -> bool:
+        """Leave the store a signed marker of a bundle it holds unlisted, for the site's next run to list."""
+        assert self.store is not None and self._key is not None
+        try:
+            marker = unlisted_marker(self.site, run_id, envelope.read_bytes(), self._key, reason)
+            self.store.mark_unlisted(self.site, run_id, marker)
+        except (CarepathError, OSError):
+            return False
+        return True
+
     def _witness_entry(self, entry: Mapping[str, Any], run_id: str) -> None:
         digest = hashlib.sha256(canonical_bytes(entry)).hexdigest()
         self._witness(witness.entry_line(self.site, entry["seq"], digest, run_id))
 
     def list_stored(self) -> list[str]:
-        """List the bundles the store holds but its ledger does not, if this key signed them.
+        """List the bundles a job of this key stored but could not list, as its signed marker in the store says.
 
-        That is a job that shipped its bundle and then lost the ledger append (the store failed between
-        the two) on an execution node deleted since: nothing else would ever list it. A bundle another
-        job shipped a moment ago and is about to list is listed once all the same (appends are
-        idempotent). A bundle this key did not sign is left unlisted, for ``verify`` to report.
+        That is a job whose ledger append failed after the store took its bundle, on an execution node
+        deleted since: nothing else would ever list it. Only such a marker makes a bundle listed late: a
+        bundle the ledger stopped listing (cut short, edited) has none and stays reported by ``verify``.
+        Two runs listing the same bundle list it once (appends are idempotent). Whatever goes wrong here
+        is a warning: it never keeps this run from recording its own evidence.
         """
         if self.store is None or self._key is None:
             return []
+        listed: list[str] = []
         try:
             found = self.store.unlisted(self.site)
-        except CarepathError as exc:
-            self.warnings.append(f"could not look for unlisted bundles in the evidence store: {exc}"
-                                 .replace("\n  hint:", ";"))
-            return []
-        listed = []
-        for run_id, data in sorted(found.items()):
-            try:
-                payload, _, problems = open_envelope(json.loads(data), [self._key.public_key()])
-                signed_id = json.loads(payload or b"{}").get("predicate", {}).get("run_id")
-            except (ValueError, AttributeError):
-                payload, problems, signed_id = None, [], None
-            if payload is None or problems or signed_id != run_id:
-                self.warnings.append(f"the evidence store holds {run_id}, which its ledger does not list and this "
-                                     "key did not sign: left unlisted (carepath evidence verify reports it)")
-                continue
-            with tempfile.TemporaryDirectory() as scratch:
-                envelope = Path(scratch) / bundle.ENVELOPE_FILE
-                envelope.write_bytes(data)
-                try:
-                    entry = self.store.append(self.site, run_id, envelope, self._key)
-                except CarepathError as exc:
-                    self.warnings.append(f"could not list {run_id}, which the evidence store holds: {exc}"
-                                         .replace("\n  hint:", ";"))
+            for run_id, (marker, envelope) in sorted(found.items()):
+                problem = store_marker_problem(marker, envelope, self.site, run_id, self._key.public_key())
+                if problem:
+                    self.warnings.append(f"the evidence store's marker for {run_id} was not acted on: {problem}")
                     continue
-            self._witness_entry(entry, run_id)
-            listed.append(run_id)
+                with tempfile.TemporaryDirectory() as scratch:
+                    path = Path(scratch) / bundle.ENVELOPE_FILE
+                    path.write_bytes(envelope)
+                    entry = self.store.append(self.site, run_id, path, self._key)
+                self._witness_entry(entry, run_id)
+                listed.append(run_id)
+        except Exception as exc:  # noqa: BLE001 - never at the cost of this run's own evidence
+            self.warnings.append(f"could not list the bundles the evidence store marks unlisted: {exc}"
+                                 .replace("\n  hint:", ";"))
         return listed
 
     def ship_pending(self) -> list[str]:

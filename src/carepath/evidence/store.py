@@ -19,10 +19,12 @@ agent (AWX's machine credential); more options come from ``store_ssh_args``.
 
 A bundle is listed only once it is in the store whole, so a ledger entry never names a missing
 bundle. A bundle the store did not take stays where the run wrote it, with a marker under
-``<evidence_dir>/<site>/unshipped/``; the next run on that machine ships it first. A bundle the store
-took but whose ledger entry was lost (the store failed between the two, on a node deleted since) is
-found by the next run of the site from any machine (``unlisted``), which lists it once it has checked
-that the site's key signed it.
+``<evidence_dir>/<site>/unshipped/``; the next run on that machine ships it first. When the store took a
+bundle but its ledger append failed, the job also leaves a signed marker in the store's
+``<site>/unlisted/`` (what it failed to list, signed with the evidence key): the site's next run, from
+any machine, lists that bundle (``unlisted``, ``marker_problem``). Only a marker signed by the key makes
+a bundle listed late; a bundle the ledger stopped listing (a ledger cut short, a bundle moved) has
+none, and stays reported by ``carepath evidence verify``.
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from carepath.errors import CarepathError
-from carepath.evidence import ledger
-from carepath.evidence.bundle import CHECKPOINTS_FILE, ENVELOPE_FILE, LOCK_FILE, NAME_RE
+from carepath.evidence import bundle, ledger
+from carepath.evidence.bundle import CHECKPOINTS_FILE, ENVELOPE_FILE, LOCK_FILE, NAME_RE, STATEMENT_TYPE
 from carepath.evidence.canonical import canonical_bytes
 from carepath.evidence.chain import sha256_hex
+from carepath.evidence.dsse import open_envelope, sign_envelope
 
 #: Files of a bundle folder that are only the run's own working state, never shipped.
 _WORKING = (LOCK_FILE, CHECKPOINTS_FILE)
@@ -62,7 +65,8 @@ class Store(Protocol):
     def check(self, site: str) -> None: ...
     def ship(self, site: str, bundle_dir: Path) -> None: ...
     def append(self, site: str, bundle_id: str, envelope: Path, key: Ed25519PrivateKey) -> dict[str, Any]: ...
-    def unlisted(self, site: str) -> dict[str, bytes]: ...
+    def mark_unlisted(self, site: str, bundle_id: str, marker: bytes) -> None: ...
+    def unlisted(self, site: str) -> dict[str, tuple[bytes, bytes]]: ...
 
 
 def parse(spec: str | None, ssh_args: str | None = None) -> Store | None:
@@ -151,12 +155,24 @@ class DirStore:
             raise CarepathError(f"cannot append {bundle_id} to the ledger in {self.root}: "
                                 f"{exc.strerror or exc}") from None
 
-    def unlisted(self, site: str) -> dict[str, bytes]:
-        # The same program the evidence host runs for an SSH store: one reading of "unlisted".
-        argv = [sys.executable, "-c", _UNLISTED, str(self.root / site), NAME_RE.pattern, ENVELOPE_FILE]
-        proc = subprocess.run(argv, capture_output=True, timeout=timeout(), check=False)  # noqa: S603
+    def mark_unlisted(self, site: str, bundle_id: str, marker: bytes) -> None:
+        folder = self.root / site / UNLISTED_DIR
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            bundle.write_atomic(folder / f"{bundle_id}.json", marker)
+        except OSError as exc:
+            raise CarepathError(f"cannot mark {bundle_id} unlisted in {self.root}: {exc.strerror or exc}") from None
+
+    def unlisted(self, site: str) -> dict[str, tuple[bytes, bytes]]:
+        # The program the evidence host runs for an SSH store, run here: one reading of the markers.
+        argv = [sys.executable, "-c", _UNLISTED, *_unlisted_args(str(self.root / site))]
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=timeout(), check=False)  # noqa: S603
+        except subprocess.TimeoutExpired:
+            raise CarepathError(f"reading the store {self.root} did not finish in {timeout():.0f} s") from None
         if proc.returncode != 0:
-            raise CarepathError(f"cannot read the store {self.root}: {proc.stderr.decode(errors='replace').strip()}")
+            detail = " | ".join(proc.stderr.decode(errors="replace").strip().splitlines()[-3:])
+            raise CarepathError(f"cannot read the store {self.root}: {detail}")
         return _decode_unlisted(proc.stdout, self.describe())
 
 
@@ -222,42 +238,99 @@ with open(path, "a+b") as f:
 print("ok")
 """
 
-# Runs on the evidence host (python3 -c FOLDER NAME_PATTERN ENVELOPE_FILE), and here for a directory store: the sealed
-# bundles in FOLDER/bundles that FOLDER/ledger.jsonl does not list, as {name: envelope text}. Only folders
-# named like a run: in-flight copies (.incoming.*) are not bundles yet.
+# Runs on the evidence host (python3 -c FOLDER NAME_PATTERN ENVELOPE_FILE MARKERS CAP), and here for a
+# directory store: for each marker FOLDER/MARKERS/<run>.json whose bundle FOLDER/ledger.jsonl does not
+# list, {run: [marker text, envelope text]}; a marker whose bundle is listed is removed. The ledger is read
+# only when there is a marker. Files are read only if regular (no link followed) and at most CAP bytes.
 _UNLISTED = r"""
-import json, os, re, sys
-folder, name, envelope = sys.argv[1], re.compile(sys.argv[2]), sys.argv[3]
+import json, os, re, stat, sys
+folder, name, envelope, markers, cap = sys.argv[1], re.compile(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+def read(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, cap + 1)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace") if len(data) <= cap else None
+marks = os.path.join(folder, markers)
+runs = [n[:-5] for n in sorted(os.listdir(marks)) if n.endswith(".json") and name.fullmatch(n[:-5])] \
+    if os.path.isdir(marks) else []
 listed = set()
-try:
+if runs and os.path.exists(os.path.join(folder, "ledger.jsonl")):
     with open(os.path.join(folder, "ledger.jsonl"), "rb") as f:
         for line in f:
             try:
-                listed.add(json.loads(line).get("bundle"))
-            except (ValueError, AttributeError):
+                bundle = json.loads(line).get("bundle")
+            except (ValueError, AttributeError, RecursionError):
                 continue
-except FileNotFoundError:
-    pass
-bundles = os.path.join(folder, "bundles")
+            if isinstance(bundle, str):
+                listed.add(bundle)
 found = {}
-for run in sorted(os.listdir(bundles)) if os.path.isdir(bundles) else []:
-    if run in listed or not name.match(run):
+for run in runs:
+    path = os.path.join(marks, run + ".json")
+    if run in listed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
         continue
-    try:
-        with open(os.path.join(bundles, run, envelope), "rb") as f:
-            found[run] = f.read().decode("utf-8", "replace")
-    except OSError:
-        continue
+    marker, sealed = read(path), read(os.path.join(folder, "bundles", run, envelope))
+    if marker and sealed:
+        found[run] = [marker, sealed]
 print(json.dumps(found))
 """
+#: Where a job leaves its signed markers of bundles stored but not listed, per site in the store.
+UNLISTED_DIR = "unlisted"
+UNLISTED_PREDICATE = "https://carepath.dev/unlisted-bundle/v1"
+_CAP = 65536
 
 
-def _decode_unlisted(out: bytes, where: str) -> dict[str, bytes]:
+def _unlisted_args(folder: str) -> list[str]:
+    return [folder, NAME_RE.pattern.strip("^$"), ENVELOPE_FILE, UNLISTED_DIR, str(_CAP)]
+
+
+def _decode_unlisted(out: bytes, where: str) -> dict[str, tuple[bytes, bytes]]:
     try:
         found = json.loads(out)
-        return {str(name): str(text).encode() for name, text in found.items()}
-    except (ValueError, AttributeError):
+        return {str(run): (str(marker).encode(), str(sealed).encode()) for run, (marker, sealed) in found.items()}
+    except (ValueError, AttributeError, TypeError):
         raise CarepathError(f"the store {where} answered the unlisted-bundles query with something else") from None
+
+
+def unlisted_marker(site: str, bundle_id: str, envelope: bytes, key: Ed25519PrivateKey, reason: str) -> bytes:
+    """The signed marker a job leaves in the store for a bundle the store took but its ledger did not list."""
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": ENVELOPE_FILE, "digest": {"sha256": sha256_hex(envelope)}}],
+        "predicateType": UNLISTED_PREDICATE,
+        "predicate": {"site": site, "run_id": bundle_id, "reason": reason[:300]},
+    }
+    return canonical_bytes(sign_envelope(canonical_bytes(statement), key)) + b"\n"
+
+
+def marker_problem(marker: bytes, envelope: bytes, site: str, bundle_id: str, public: Ed25519PublicKey) -> str | None:
+    """Why ``marker`` does not vouch that ``bundle_id`` (whose envelope is ``envelope``) of ``site`` was stored
+    by a job of this key and never listed (None: it does)."""
+    try:
+        payload, _, problems = open_envelope(json.loads(marker), [public])
+        statement = json.loads(payload) if payload is not None else None
+    except (ValueError, RecursionError):
+        return "the marker is not JSON"
+    if statement is None:
+        return problems[0][1] if problems else "the marker's signature does not verify"
+    expected = {"_type": STATEMENT_TYPE, "predicateType": UNLISTED_PREDICATE,
+                "subject": [{"name": ENVELOPE_FILE, "digest": {"sha256": sha256_hex(envelope)}}]}
+    if not isinstance(statement, dict) or any(statement.get(k) != v for k, v in expected.items()):
+        return "the marker is for another bundle or of another kind"
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict) or predicate.get("site") != site or predicate.get("run_id") != bundle_id:
+        return "the marker names another site or run"
+    return None
 
 
 # Runs on the evidence host: unpack the tar stream into a temporary folder, write it to disk, rename it into
@@ -274,6 +347,14 @@ sync "$tmp"/* "$tmp"
 mv -T "$tmp" "$bundles/$name"
 trap - EXIT
 sync "$bundles"
+"""
+
+# Runs on the evidence host: write stdin to MARKERS/NAME.json through a temporary file renamed into place.
+_MARK = r"""set -eu
+mkdir -p -m 750 "$1"
+tmp=$(mktemp "$1/.$2.XXXXXX")
+cat > "$tmp"
+mv -f "$tmp" "$1/$2.json"
 """
 
 _CHECK = r"""set -eu
@@ -398,12 +479,19 @@ class SshStore:
                              subprocess.CompletedProcess(argv, proc.returncode or 1, out, err))
         return entry
 
-    def unlisted(self, site: str) -> dict[str, bytes]:
-        proc = self._run(self._argv("python3", "-c", _UNLISTED, f"{self.path}/{site}", NAME_RE.pattern,
-                                      ENVELOPE_FILE), None,
+    def mark_unlisted(self, site: str, bundle_id: str, marker: bytes) -> None:
+        if not NAME_RE.match(bundle_id):
+            raise CarepathError(f"bundle id {bundle_id!r} is not a plain name (letters, digits, . _ -)")
+        proc = self._run(self._argv(f"{self.path}/{site}/{UNLISTED_DIR}", bundle_id, script=_MARK), marker,
+                         "marking a bundle unlisted")
+        if proc.returncode != 0:
+            raise self._fail(f"marking {bundle_id} unlisted", proc)
+
+    def unlisted(self, site: str) -> dict[str, tuple[bytes, bytes]]:
+        proc = self._run(self._argv("python3", "-c", _UNLISTED, *_unlisted_args(f"{self.path}/{site}")), None,
                          "reading the store")
         if proc.returncode != 0:
-            raise self._fail("reading the store's bundles", proc)
+            raise self._fail("reading the store's markers", proc)
         return _decode_unlisted(proc.stdout, self.describe())
 
 
