@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = ev_commands.add_parser("keygen", help="create an ed25519 signing key pair (private key mode 0600)")
     keygen.add_argument(
         "--key", type=Path, default=None,
-        help="private key path (default: .carepath/keys/evidence.key; never inside the repository)",
+        help="private key path (default: $CAREPATH_EVIDENCE_KEY, else keys/evidence.key in carepath's state folder: "
+             "$CAREPATH_STATE_DIR, else .carepath/ in the checkout or, outside one, in the working folder; "
+             "never inside the repository)",
     )
     verify = ev_commands.add_parser(
         "verify", help="verify a run bundle or a site ledger offline, against pinned public keys",
@@ -513,14 +515,15 @@ def _quiet_broken_pipe() -> int:
 
 def _project_for(args: argparse.Namespace) -> Project:
     """The checkout, for the commands that work on one. Verifying or reporting evidence (and drift
-    from a bundle), making a key at a given path and the HL7 and web app tools also work where only the wheel is installed
-    (an auditor's workstation, an execution environment): they get a project they never read."""
+    from a bundle), making a key and the HL7 and web app tools also work where only the wheel is installed
+    (an auditor's workstation, an execution environment): they get the working folder, whose .carepath/
+    is where the collection's evidence callback looks for its key outside a checkout."""
     try:
         return Project.discover()
     except CarepathError:
         standalone = (args.command in ("hl7", "webapp")
                       or (args.command == "drift" and args.bundle is not None)
-                      or (args.command == "evidence" and (args.evidence_command != "keygen" or args.key)))
+                      or args.command == "evidence")
         if not standalone:
             raise
         return Project(root=Path.cwd())
