@@ -65,7 +65,8 @@ options:
         signing key to seal it with), before any host is touched. Each exchange with the store ends after
         C(CAREPATH_EVIDENCE_STORE_TIMEOUT) seconds (120); a retried append never lists a bundle twice.
         A bundle the store fails to take at the end stays under O(evidence_dir), and the next run from
-        that machine ships it first.
+        that machine ships it first; it is also marked in the store (C(<site>/unlisted/), signed), so the
+        site's next run with the same key, from any machine, lists it if the store holds it.
     env: [{name: CAREPATH_EVIDENCE_STORE}]
     ini: [{section: carepath_evidence, key: store}]
   store_ssh_args:
@@ -346,7 +347,10 @@ class CallbackModule(CallbackBase):
         where = os.path.relpath(outcome["bundle"])
         for warning in self._recorder.warnings:
             self._display.warning(f"carepath: {warning}")
-        if outcome["signed"] and outcome["ledger"] is None:
+        if outcome["signed"] and outcome["ledger"] is None and outcome.get("marked"):
+            self._display.warning(f"carepath: evidence {where} is signed but NOT listed in the store's ledger yet: "
+                                  "marked there for the site's next run to list (see the warning above)")
+        elif outcome["signed"] and outcome["ledger"] is None:
             self._display.warning(f"carepath: evidence {where} is signed but NOT stored (see the warning above)")
         elif outcome["signed"]:
             stored = f", stored {outcome['stored']}" if outcome.get("stored") else ""

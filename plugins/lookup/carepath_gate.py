@@ -116,6 +116,12 @@ class LookupModule(LookupBase):
         if len(terms) != 1:
             raise AnsibleError("carepath_gate takes one term: a host pattern, or 'problems'")
         term = str(terms[0])
+        removed = settings.removed_settings()
+        if removed:  # read as before, they would sign with another key than `carepath run` does
+            raise AnsibleError(
+                f"{C.CONFIG_FILE}: [carepath_evidence] {' and '.join(removed)} are no longer read, so that every "
+                "launcher uses one key and folder: remove them and set CAREPATH_EVIDENCE_KEY / "
+                "CAREPATH_EVIDENCE_DIR in the environment instead (or keep carepath's state folder)")
         if term != "problems" and any(context.CLIARGS.get(flag) for flag in _NO_HOSTS):
             return [term]
         extra_vars = load_extra_vars(self._loader)

@@ -11,6 +11,7 @@ Callers import the carepath package first (``carepath_wheel.require``).
 
 from __future__ import annotations
 
+import configparser
 from pathlib import Path
 
 from ansible import constants as C
@@ -36,3 +37,19 @@ def evidence_dir(configured: str | None) -> Path:
     from carepath import project
 
     return Path(configured) if configured else project.evidence_dir(base_dir())
+
+
+#: Settings of the evidence callback that ansible.cfg no longer gives (the environment does, for every launcher).
+REMOVED = ("signing_key", "evidence_dir")
+
+
+def removed_settings() -> list[str]:
+    """The ``[carepath_evidence]`` settings of the ansible.cfg in use that are no longer read."""
+    if not C.CONFIG_FILE:
+        return []
+    parser = configparser.ConfigParser(interpolation=None, strict=False, inline_comment_prefixes=(";",))
+    try:
+        parser.read(C.CONFIG_FILE, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return []
+    return [key for key in REMOVED if parser.has_option("carepath_evidence", key)]

@@ -30,13 +30,13 @@ def evidence_key(base: Path) -> Path:
     settings come from the environment only, so nothing else can name another key).
     """
     env = os.environ.get(EVIDENCE_KEY_ENV)
-    return Path(env) if env else state_dir(base) / "keys" / "evidence.key"
+    return Path(env).absolute() if env else state_dir(base) / "keys" / "evidence.key"
 
 
 def evidence_dir(base: Path) -> Path:
     """Where runs write their evidence: ``$CAREPATH_EVIDENCE_DIR``, else ``evidence`` in the state folder."""
     env = os.environ.get(EVIDENCE_DIR_ENV)
-    return Path(env) if env else state_dir(base) / "evidence"
+    return Path(env).absolute() if env else state_dir(base) / "evidence"
 
 
 def is_project(path: Path) -> bool:

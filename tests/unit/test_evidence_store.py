@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from carepath import evidence, gate
 from carepath.errors import CarepathError
 from carepath.evidence import ENVELOPE_FILE, verify_ledger
+from carepath.evidence import ledger as evidence_ledger
 from carepath.evidence import store as evidence_store
 from carepath.evidence.recorder import Recorder
 from carepath.evidence.store import DirStore, SshStore, parse
@@ -307,7 +308,8 @@ def test_a_stored_bundle_whose_ledger_append_failed_is_listed_by_the_sites_next_
     root = local_ssh if kind == "ssh" else tmp_path / "mounted"
     store = SshStore(host="evidence-host", path=str(root)) if kind == "ssh" else DirStore(root)
     first = _run_once(tmp_path / "node1", evidence_key, _AppendFails(store))
-    assert any("took" in w and "the site's next run lists it" in w for w in first.warnings), first.warnings
+    assert any("did not list" in w and "the site's next run with this key list it" in w for w in first.warnings), \
+        first.warnings
     assert (root / SITE / "bundles" / first.run_id / ENVELOPE_FILE).exists()
     assert (root / SITE / "unlisted" / f"{first.run_id}.json").exists()
     assert not (root / SITE / "ledger.jsonl").exists()
@@ -374,7 +376,7 @@ def test_a_store_that_cannot_be_read_for_markers_never_costs_the_run_its_evidenc
             raise RuntimeError("a share that answers nonsense")
 
     run = _run_once(tmp_path / "node", evidence_key, Broken())
-    assert any("could not list" in w and "nonsense" in w for w in run.warnings)
+    assert any("could not read the evidence store's markers" in w and "nonsense" in w for w in run.warnings)
     assert _ledger(store.root) == [run.run_id]
     # Markers the program cannot read as plain files (a FIFO, a link) are passed over, not waited on.
     folder = store.root / SITE / "unlisted"
@@ -382,3 +384,62 @@ def test_a_store_that_cannot_be_read_for_markers_never_costs_the_run_its_evidenc
     os.mkfifo(folder / "20261201T000000Z-site-fifo01.json")
     (folder / "20261201T000000Z-site-link01.json").symlink_to("/dev/zero")
     assert store.unlisted(SITE) == {}
+
+
+def test_odd_store_contents_never_cost_a_run_its_evidence(tmp_path: Path, evidence_key: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ledger lines that are JSON but no entry (an array naming the bundle, an entry without seq) are
+    never taken for this bundle's entry: the run cannot chain on them and says so, its bundle marked for
+    a later run (no crash, no evidence lost); an evidence host whose login shell prints a banner fails the append with a clear
+    reason, and the bundle stays on the node, marked for the next run."""
+    store = DirStore(tmp_path / "mounted")
+    first = _run_once(tmp_path / "node", evidence_key, store)
+    envelope = (store.root / SITE / "bundles" / first.run_id / ENVELOPE_FILE).read_bytes()
+    digest = evidence_store.sha256_hex(envelope)
+    with open(store.root / SITE / "ledger.jsonl", "ab") as ledger_file:
+        ledger_file.write(json.dumps([first.run_id, digest]).encode() + b"\n")
+        ledger_file.write(json.dumps({"bundle": "x", "bundle_digest": digest}).encode() + b"\n")
+    second = _run_once(tmp_path / "node", evidence_key, store)
+    assert second.marked == [second.run_id]
+    assert any("last ledger line is unreadable" in w and "carepath evidence verify" in w for w in second.warnings)
+    assert second.run_id not in (store.root / SITE / "ledger.jsonl").read_text(encoding="utf-8")
+    with open(store.root / SITE / "ledger.jsonl", "rb") as handle:
+        assert evidence_ledger.listed_entry(handle, "x", digest) is None  # no seq: no entry
+    odd = tmp_path / "odd.jsonl"
+    odd.write_bytes(json.dumps(["y", digest]).encode() + b"\n")
+    with open(odd, "rb") as handle:
+        assert evidence_ledger.listed_entry(handle, "y", digest) is None  # an array naming it: passed over
+
+    bin_dir = tmp_path / "bannerbin"
+    bin_dir.mkdir()
+    banner = bin_dir / "ssh"
+    banner.write_text('#!/bin/sh\nwhile [ "$1" != "--" ]; do shift; done; shift\necho "Welcome to the evidence host"\n'
+                      'exec sh -c "$*"\n', encoding="utf-8")
+    banner.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    remote = tmp_path / "evidence-host"
+    run = Recorder(evidence_dir=tmp_path / "node2", site=SITE, playbook=str(ROOT / "playbooks" / "site.yml"),
+                   signing_key=evidence_key, store=SshStore(host="evidence-host", path=str(remote)))
+    run.start(check_mode=False, limit=None, tags=[], inventory=[])
+    assert any("markers" in w for w in run.warnings)  # the banner spoils the markers' answer too: said
+    outcome = run.finish("successful", {})
+    assert outcome["signed"] and outcome["ledger"] is None
+    assert any("login shell" in w for w in run.warnings), run.warnings
+    assert (tmp_path / "node2" / SITE / "unshipped" / run.run_id).exists()
+
+
+def test_a_marker_whose_bundle_never_reached_the_store_is_said_every_run(tmp_path: Path, evidence_key: Path) -> None:
+    store = DirStore(tmp_path / "mounted")
+
+    class ShipFails:
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        def ship(self, *args: object) -> None:
+            raise CarepathError("cut off while copying")
+
+    lost = _run_once(tmp_path / "node1", evidence_key, ShipFails())
+    assert lost.marked == [lost.run_id]
+    later = _run_once(tmp_path / "node2", evidence_key, store)
+    assert later.relisted == []
+    assert any(lost.run_id in w and "never reached the store or was removed" in w for w in later.warnings)

@@ -34,10 +34,12 @@ PREDICATE_TYPE = "https://carepath.dev/run-bundle/v1"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file so readers see either the old or the new content, never half."""
+def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Write a whole file so readers see either the old or the new content, never half (0600 unless ``mode``)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -89,9 +89,10 @@ def listed_entry(handle: BinaryIO, bundle_id: str, digest: str) -> dict[str, Any
         if needle in line:
             try:
                 entry = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
-            if entry.get("bundle") == bundle_id and entry.get("bundle_digest") == digest:
+            if (isinstance(entry, dict) and entry.get("bundle") == bundle_id and entry.get("bundle_digest") == digest
+                    and type(entry.get("seq")) is int):
                 return dict(entry)
     return None
 

@@ -195,6 +195,8 @@ class Recorder:
         self.shipped: list[str] = []
         #: bundles the store held but its ledger did not list, listed by this run
         self.relisted: list[str] = []
+        #: this run's bundle (and earlier ones) the store did not list, marked there for the site's next run
+        self.marked: list[str] = []
         self.started = utc()
         self.stats: dict[str, dict[str, int]] = {}
         self.counts = dict.fromkeys(STATUSES, 0)
@@ -344,6 +346,7 @@ class Recorder:
         if self._key is not None:
             envelope = bundle.seal_bundle(self.bundle_dir, self._key, chain_head=head, event_count=count)
             outcome.update(signed=True, ledger=self._list(self.run_id, envelope))
+            outcome["marked"] = self.run_id in self.marked
             if self.store is not None and outcome["ledger"] is not None:
                 outcome["stored"] = f"{self.store.describe()}/{self.site}/bundles/{self.run_id}"
         if self._lock is not None:
@@ -365,18 +368,20 @@ class Recorder:
             entry = ledger.append_entry(self.ledger_path, run_id, envelope, private_key=self._key)
             where = str(self.ledger_path)
         else:
-            stored = False
             try:
                 self.store.ship(self.site, envelope.parent)
-                stored = True
                 entry = self.store.append(self.site, run_id, envelope, self._key)
-            except CarepathError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the store did, the bundle stays here, marked
                 self.unshipped_dir.mkdir(parents=True, exist_ok=True)
                 (self.unshipped_dir / run_id).touch()
-                reason = str(exc).replace("\n  hint:", ";")
-                if stored and self._mark_unlisted(run_id, envelope, reason):
-                    self.warnings.append(f"the evidence store took {run_id} but its ledger did not list it "
-                                         f"({reason}); the site's next run lists it (marked in the store)")
+                reason = str(exc).replace("\n  hint:", ";") or type(exc).__name__
+                # Marked in the store whether or not the bundle got there (a ship cut off after its rename
+                # did store it): the next run lists it if it is there, and says so if it is not.
+                if self._mark_unlisted(run_id, envelope, reason):
+                    self.marked.append(run_id)
+                    self.warnings.append(f"the evidence store did not list {run_id} ({reason}); a marker in the "
+                                         "store has the site's next run with this key list it, and the next run "
+                                         f"from here ships it again from {envelope.parent}")
                 else:
                     self.warnings.append(f"the evidence store did not take {run_id} ({reason}); it stays in "
                                          f"{envelope.parent} and the next run from here ships it")
@@ -392,7 +397,7 @@ class Recorder:
         try:
             marker = unlisted_marker(self.site, run_id, envelope.read_bytes(), self._key, reason)
             self.store.mark_unlisted(self.site, run_id, marker)
-        except (CarepathError, OSError):
+        except Exception:  # noqa: BLE001 - the caller says the bundle stays here instead
             return False
         return True
 
@@ -414,10 +419,20 @@ class Recorder:
         listed: list[str] = []
         try:
             found = self.store.unlisted(self.site)
-            for run_id, (marker, envelope) in sorted(found.items()):
-                problem = store_marker_problem(marker, envelope, self.site, run_id, self._key.public_key())
+        except Exception as exc:  # noqa: BLE001 - never at the cost of this run's own evidence
+            self.warnings.append(f"could not read the evidence store's markers of unlisted bundles: {exc}"
+                                 .replace("\n  hint:", ";"))
+            return listed
+        for run_id, (marker, envelope) in sorted(found.items()):
+            try:
+                problem = store_marker_problem(marker, envelope or None, self.site, run_id, self._key.public_key())
                 if problem:
                     self.warnings.append(f"the evidence store's marker for {run_id} was not acted on: {problem}")
+                    continue
+                if not envelope:
+                    self.warnings.append(f"the evidence store has a marker of this key for {run_id} but not its "
+                                         "bundle: its evidence never reached the store or was removed (remove "
+                                         f"{self.site}/unlisted/{run_id}.json there once accounted for)")
                     continue
                 with tempfile.TemporaryDirectory() as scratch:
                     path = Path(scratch) / bundle.ENVELOPE_FILE
@@ -425,9 +440,9 @@ class Recorder:
                     entry = self.store.append(self.site, run_id, path, self._key)
                 self._witness_entry(entry, run_id)
                 listed.append(run_id)
-        except Exception as exc:  # noqa: BLE001 - never at the cost of this run's own evidence
-            self.warnings.append(f"could not list the bundles the evidence store marks unlisted: {exc}"
-                                 .replace("\n  hint:", ";"))
+            except Exception as exc:  # noqa: BLE001 - one bad marker never stops the others, nor this run
+                self.warnings.append(f"could not list {run_id}, which the evidence store marks unlisted: {exc}"
+                                     .replace("\n  hint:", ";"))
         return listed
 
     def ship_pending(self) -> list[str]:

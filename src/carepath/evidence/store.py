@@ -158,8 +158,8 @@ class DirStore:
     def mark_unlisted(self, site: str, bundle_id: str, marker: bytes) -> None:
         folder = self.root / site / UNLISTED_DIR
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            bundle.write_atomic(folder / f"{bundle_id}.json", marker)
+            folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+            bundle.write_atomic(folder / f"{bundle_id}.json", marker, mode=0o640)
         except OSError as exc:
             raise CarepathError(f"cannot mark {bundle_id} unlisted in {self.root}: {exc.strerror or exc}") from None
 
@@ -211,9 +211,10 @@ with open(path, "a+b") as f:
         if needle in line:
             try:
                 entry = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
-            if entry.get("bundle") == bundle and entry.get("bundle_digest") == digest:
+            if (isinstance(entry, dict) and entry.get("bundle") == bundle and entry.get("bundle_digest") == digest
+                    and type(entry.get("seq")) is int):
                 sys.stdout.write(json.dumps({"listed": line.rstrip(b"\n").decode()}) + "\n")
                 sys.exit(0)
     end = f.seek(0, 2)
@@ -238,13 +239,23 @@ with open(path, "a+b") as f:
 print("ok")
 """
 
-# Runs on the evidence host (python3 -c FOLDER NAME_PATTERN ENVELOPE_FILE MARKERS CAP), and here for a
+# Runs on the evidence host (python3 -c FOLDER NAME_PATTERN ENVELOPE_FILE MARKERS CAP SECONDS), and here for a
 # directory store: for each marker FOLDER/MARKERS/<run>.json whose bundle FOLDER/ledger.jsonl does not
-# list, {run: [marker text, envelope text]}; a marker whose bundle is listed is removed. The ledger is read
-# only when there is a marker. Files are read only if regular (no link followed) and at most CAP bytes.
+# list, {run: [marker text, envelope text or "" when the store does not hold the bundle]}; a marker whose
+# bundle is listed is removed. The ledger is read
+# only when there is a marker. Files are read only if regular (no link followed), markers and envelopes at
+# most CAP bytes, ledger lines CAP bytes at a time; an alarm ends the program at the store's deadline.
 _UNLISTED = r"""
 import json, os, re, stat, sys
+import signal
 folder, name, envelope, markers, cap = sys.argv[1], re.compile(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+signal.alarm(int(sys.argv[6]))
+def opened(path):
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError("not a regular file")
+    return os.fdopen(fd, "rb")
 def read(path):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -261,9 +272,9 @@ marks = os.path.join(folder, markers)
 runs = [n[:-5] for n in sorted(os.listdir(marks)) if n.endswith(".json") and name.fullmatch(n[:-5])] \
     if os.path.isdir(marks) else []
 listed = set()
-if runs and os.path.exists(os.path.join(folder, "ledger.jsonl")):
-    with open(os.path.join(folder, "ledger.jsonl"), "rb") as f:
-        for line in f:
+if runs and os.path.lexists(os.path.join(folder, "ledger.jsonl")):
+    with opened(os.path.join(folder, "ledger.jsonl")) as f:
+        for line in iter(lambda: f.readline(cap), b""):
             try:
                 bundle = json.loads(line).get("bundle")
             except (ValueError, AttributeError, RecursionError):
@@ -280,8 +291,8 @@ for run in runs:
             pass
         continue
     marker, sealed = read(path), read(os.path.join(folder, "bundles", run, envelope))
-    if marker and sealed:
-        found[run] = [marker, sealed]
+    if marker:
+        found[run] = [marker, sealed or ""]
 print(json.dumps(found))
 """
 #: Where a job leaves its signed markers of bundles stored but not listed, per site in the store.
@@ -291,7 +302,7 @@ _CAP = 65536
 
 
 def _unlisted_args(folder: str) -> list[str]:
-    return [folder, NAME_RE.pattern.strip("^$"), ENVELOPE_FILE, UNLISTED_DIR, str(_CAP)]
+    return [folder, NAME_RE.pattern.strip("^$"), ENVELOPE_FILE, UNLISTED_DIR, str(_CAP), str(max(1, int(timeout())))]
 
 
 def _decode_unlisted(out: bytes, where: str) -> dict[str, tuple[bytes, bytes]]:
@@ -313,9 +324,11 @@ def unlisted_marker(site: str, bundle_id: str, envelope: bytes, key: Ed25519Priv
     return canonical_bytes(sign_envelope(canonical_bytes(statement), key)) + b"\n"
 
 
-def marker_problem(marker: bytes, envelope: bytes, site: str, bundle_id: str, public: Ed25519PublicKey) -> str | None:
+def marker_problem(marker: bytes, envelope: bytes | None, site: str, bundle_id: str,
+                   public: Ed25519PublicKey) -> str | None:
     """Why ``marker`` does not vouch that ``bundle_id`` (whose envelope is ``envelope``) of ``site`` was stored
-    by a job of this key and never listed (None: it does)."""
+    by a job of this key and never listed (None: it does). Without ``envelope`` (the store does not hold the
+    bundle) only the signature, site and run are checked."""
     try:
         payload, _, problems = open_envelope(json.loads(marker), [public])
         statement = json.loads(payload) if payload is not None else None
@@ -323,8 +336,9 @@ def marker_problem(marker: bytes, envelope: bytes, site: str, bundle_id: str, pu
         return "the marker is not JSON"
     if statement is None:
         return problems[0][1] if problems else "the marker's signature does not verify"
-    expected = {"_type": STATEMENT_TYPE, "predicateType": UNLISTED_PREDICATE,
-                "subject": [{"name": ENVELOPE_FILE, "digest": {"sha256": sha256_hex(envelope)}}]}
+    expected: dict[str, Any] = {"_type": STATEMENT_TYPE, "predicateType": UNLISTED_PREDICATE}
+    if envelope is not None:
+        expected["subject"] = [{"name": ENVELOPE_FILE, "digest": {"sha256": sha256_hex(envelope)}}]
     if not isinstance(statement, dict) or any(statement.get(k) != v for k, v in expected.items()):
         return "the marker is for another bundle or of another kind"
     predicate = statement.get("predicate")
@@ -353,8 +367,13 @@ sync "$bundles"
 _MARK = r"""set -eu
 mkdir -p -m 750 "$1"
 tmp=$(mktemp "$1/.$2.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
 cat > "$tmp"
+chmod 640 "$tmp"
+sync "$tmp"
 mv -f "$tmp" "$1/$2.json"
+trap - EXIT
+sync "$1"
 """
 
 _CHECK = r"""set -eu
@@ -453,11 +472,19 @@ class SshStore:
             timer.start()
             entry: dict[str, Any] | None = None
             try:
-                answer = json.loads(proc.stdout.readline() or b"{}")
-                line = b""
-                if "listed" in answer:  # a retry: the store listed this bundle already
-                    entry = json.loads(answer["listed"])
-                elif "last" in answer:  # the ledger's last line, read under the store's lock
+                try:
+                    answer = json.loads(proc.stdout.readline() or b"{}")
+                    if not isinstance(answer, dict):
+                        raise ValueError("not an object")
+                    line = b""
+                    if "listed" in answer:  # a retry: the store listed this bundle already
+                        entry = json.loads(answer["listed"])
+                        if not isinstance(entry, dict) or type(entry.get("seq")) is not int:
+                            raise ValueError("the entry it lists has no seq")
+                except (ValueError, TypeError, RecursionError) as exc:
+                    raise CarepathError(f"the evidence store {self.describe()} answered the ledger append with "
+                                        f"something else ({exc}): does the login shell print anything?") from None
+                if "last" in answer and entry is None:  # the ledger's last line, read under the store's lock
                     entry = ledger.next_entry(answer["last"].encode(), bundle_id, digest, private_key=key,
                                               where=self.describe())
                     line = canonical_bytes(entry) + b"\n"
