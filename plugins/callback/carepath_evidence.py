@@ -170,11 +170,11 @@ class CallbackModule(CallbackBase):
         redactor = Redactor(extra_patterns={"site_mrn": mrn} if mrn else None)
         redactor.add_environment()
         self._recorder = Recorder(
-            evidence_dir=settings.evidence_dir(self.get_option("evidence_dir")),
+            evidence_dir=settings.evidence_dir(),
             site=site,
             playbook=str(playbook._file_name),
             run_id=self.get_option("run_id") or "",
-            signing_key=settings.evidence_key(self.get_option("signing_key")),
+            signing_key=settings.evidence_key(),
             redactor=redactor,
             witness=self.get_option("witness") or "none",
             store=store,

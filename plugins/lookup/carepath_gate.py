@@ -128,7 +128,7 @@ class LookupModule(LookupBase):
         decision = gate.decide(
             [str(s) for s in context.CLIARGS.get("inventory") or ()],
             extra_vars=extra_vars,
-            operator_key=str(settings.evidence_key(evidence_option("signing_key", variables))),
+            operator_key=str(settings.evidence_key()),
             store=evidence_option("store", variables),
             store_ssh_args=evidence_option("store_ssh_args", variables),
             # The hosts line also answers for the gate's other tasks (which report these themselves).

@@ -25,18 +25,18 @@ def base_dir() -> Path:
     return folder if folder is not None and project.is_project(folder) else Path.cwd()
 
 
-def evidence_key(configured: str | None) -> Path:
-    """The evidence signing key: the environment's, else carepath's default."""
+def evidence_key() -> Path:
+    """The evidence signing key (``$CAREPATH_EVIDENCE_KEY``, else carepath's default)."""
     from carepath import project
 
-    return Path(configured) if configured else project.evidence_key(base_dir())
+    return project.evidence_key(base_dir())
 
 
-def evidence_dir(configured: str | None) -> Path:
-    """Where bundles and ledgers are written: the environment's, else carepath's default."""
+def evidence_dir() -> Path:
+    """Where bundles and ledgers are written (``$CAREPATH_EVIDENCE_DIR``, else carepath's default)."""
     from carepath import project
 
-    return Path(configured) if configured else project.evidence_dir(base_dir())
+    return project.evidence_dir(base_dir())
 
 
 #: Settings of the evidence callback that ansible.cfg no longer gives (the environment does, for every launcher).

@@ -19,7 +19,7 @@ def state_dir(base: Path) -> Path:
     in ``base`` (the checkout; for the collection's plugins, the checkout whose ansible.cfg is in use, else
     the working folder)."""
     env = os.environ.get(STATE_DIR_ENV)
-    return Path(env).absolute() if env else Path(base) / ".carepath"
+    return Path(env).expanduser().absolute() if env else Path(base) / ".carepath"
 
 
 def evidence_key(base: Path) -> Path:
@@ -30,13 +30,13 @@ def evidence_key(base: Path) -> Path:
     settings come from the environment only, so nothing else can name another key).
     """
     env = os.environ.get(EVIDENCE_KEY_ENV)
-    return Path(env).absolute() if env else state_dir(base) / "keys" / "evidence.key"
+    return Path(env).expanduser().absolute() if env else state_dir(base) / "keys" / "evidence.key"
 
 
 def evidence_dir(base: Path) -> Path:
     """Where runs write their evidence: ``$CAREPATH_EVIDENCE_DIR``, else ``evidence`` in the state folder."""
     env = os.environ.get(EVIDENCE_DIR_ENV)
-    return Path(env).absolute() if env else state_dir(base) / "evidence"
+    return Path(env).expanduser().absolute() if env else state_dir(base) / "evidence"
 
 
 def is_project(path: Path) -> bool:

@@ -242,12 +242,11 @@ print("ok")
 # Runs on the evidence host (python3 -c FOLDER NAME_PATTERN ENVELOPE_FILE MARKERS CAP SECONDS), and here for a
 # directory store: for each marker FOLDER/MARKERS/<run>.json whose bundle FOLDER/ledger.jsonl does not
 # list, {run: [marker text, envelope text or "" when the store does not hold the bundle]}; a marker whose
-# bundle is listed is removed. The ledger is read
-# only when there is a marker. Files are read only if regular (no link followed), markers and envelopes at
-# most CAP bytes, ledger lines CAP bytes at a time; an alarm ends the program at the store's deadline.
+# bundle is listed is removed. The ledger is read only when there is a marker. Files are read only if
+# regular (no link followed), markers and envelopes at most CAP bytes, ledger lines CAP bytes at a time;
+# an alarm ends the program at the store's deadline.
 _UNLISTED = r"""
-import json, os, re, stat, sys
-import signal
+import json, os, re, signal, stat, sys
 folder, name, envelope, markers, cap = sys.argv[1], re.compile(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 signal.alarm(int(sys.argv[6]))
 def opened(path):
@@ -258,15 +257,10 @@ def opened(path):
     return os.fdopen(fd, "rb")
 def read(path):
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with opened(path) as f:
+            data = f.read(cap + 1)
     except OSError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = os.read(fd, cap + 1)
-    finally:
-        os.close(fd)
     return data.decode("utf-8", "replace") if len(data) <= cap else None
 marks = os.path.join(folder, markers)
 runs = [n[:-5] for n in sorted(os.listdir(marks)) if n.endswith(".json") and name.fullmatch(n[:-5])] \
@@ -313,11 +307,15 @@ def _decode_unlisted(out: bytes, where: str) -> dict[str, tuple[bytes, bytes]]:
         raise CarepathError(f"the store {where} answered the unlisted-bundles query with something else") from None
 
 
+def _marker_subject(envelope: bytes) -> list[dict[str, Any]]:
+    return [{"name": ENVELOPE_FILE, "digest": {"sha256": sha256_hex(envelope)}}]
+
+
 def unlisted_marker(site: str, bundle_id: str, envelope: bytes, key: Ed25519PrivateKey, reason: str) -> bytes:
     """The signed marker a job leaves in the store for a bundle the store took but its ledger did not list."""
     statement = {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": ENVELOPE_FILE, "digest": {"sha256": sha256_hex(envelope)}}],
+        "subject": _marker_subject(envelope),
         "predicateType": UNLISTED_PREDICATE,
         "predicate": {"site": site, "run_id": bundle_id, "reason": reason[:300]},
     }
@@ -338,7 +336,7 @@ def marker_problem(marker: bytes, envelope: bytes | None, site: str, bundle_id: 
         return problems[0][1] if problems else "the marker's signature does not verify"
     expected: dict[str, Any] = {"_type": STATEMENT_TYPE, "predicateType": UNLISTED_PREDICATE}
     if envelope is not None:
-        expected["subject"] = [{"name": ENVELOPE_FILE, "digest": {"sha256": sha256_hex(envelope)}}]
+        expected["subject"] = _marker_subject(envelope)
     if not isinstance(statement, dict) or any(statement.get(k) != v for k, v in expected.items()):
         return "the marker is for another bundle or of another kind"
     predicate = statement.get("predicate")
